@@ -1,0 +1,42 @@
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from django.views.defaults import page_not_found, server_error
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from archangel.api import error_body
+from providers_app.api.views import ProviderViewSet
+from tasks_app.api.health import HealthView
+from tasks_app.api.views import AssigneeViewSet, ClientViewSet, TaskViewSet
+
+router = SimpleRouter(trailing_slash=False)
+router.register("tasks", TaskViewSet, basename="task")
+router.register("providers", ProviderViewSet, basename="provider")
+router.register("assignees", AssigneeViewSet, basename="assignee")
+router.register("clients", ClientViewSet, basename="client")
+
+urlpatterns = [
+    path("api/health", HealthView.as_view(), name="health"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/", include(router.urls)),
+    path("admin/", admin.site.urls),
+    path("", include("django_prometheus.urls")),
+]
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body(404, "not_found", f"No endpoint at {request.path}."), status=404)
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api(request):
+        return JsonResponse(error_body(500, "server_error", "Internal server error; it has been logged."), status=500)
+    return server_error(request)
