@@ -1,0 +1,87 @@
+from django import forms
+from django.contrib import admin
+
+from archangel.errors import InvalidInput
+from providers_app import services
+from providers_app.config import SPECS
+from providers_app.models import Provider
+
+ALL_SECRET_KEYS = sorted({key for spec in SPECS.values() for key in spec.secret})
+
+
+class ProviderForm(forms.ModelForm):
+    """Secrets are write-only: a blank field keeps the stored value, nothing is ever shown."""
+
+    class Meta:
+        model = Provider
+        fields = ["name", "type", "config", "weight"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for key in ALL_SECRET_KEYS:
+            self.fields[f"secret_{key}"] = forms.CharField(
+                label=key,
+                required=False,
+                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+                help_text="Leave blank to keep the stored value." if self.instance.pk else "",
+            )
+        if self.instance.pk:
+            self.fields["type"].disabled = True
+            status = self.instance.secrets_set()
+            for key in ALL_SECRET_KEYS:
+                if key in status:
+                    self.fields[f"secret_{key}"].help_text = ("Set. " if status[key] else "Not set. ") + (
+                        "Leave blank to keep the stored value."
+                    )
+
+    def clean(self):
+        cleaned = super().clean()
+        provider_type = cleaned.get("type") or self.instance.type
+        if not provider_type:
+            return cleaned
+        config = dict(cleaned.get("config") or {})
+        secret_keys = SPECS[provider_type].secret
+        for key in ALL_SECRET_KEYS:
+            value = cleaned.get(f"secret_{key}")
+            if value and key not in secret_keys:
+                self.add_error(f"secret_{key}", f"Not a setting of a {provider_type} provider.")
+            elif value:
+                config[key] = value
+        cleaned["config"] = config
+        try:
+            services.provider_check_config(
+                provider=self.instance if self.instance.pk else None,
+                provider_type=provider_type,
+                config=config,
+                partial=False,
+            )
+        except InvalidInput as exc:
+            for name, messages in exc.fields.items():
+                key = name.removeprefix("config.")
+                target = f"secret_{key}" if f"secret_{key}" in self.fields else "config"
+                self.add_error(target, f"{key}: {messages[0]}" if target == "config" else messages[0])
+        return cleaned
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ["name", "type", "health_status", "weight", "updated_at"]
+    list_filter = ["type", "health_status"]
+    search_fields = ["name"]
+    readonly_fields = ["health_status", "created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            saved = services.provider_update(
+                provider=obj,
+                data={"name": data["name"], "weight": data["weight"], "config": data["config"]},
+                partial=False,
+            )
+        else:
+            saved = services.provider_create(
+                name=data["name"], type=data["type"], config=data["config"], weight=data["weight"]
+            )
+        form.instance = saved
+        obj.pk = saved.pk

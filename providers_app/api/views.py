@@ -1,0 +1,64 @@
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from archangel.api import error_responses
+from providers_app import services
+from providers_app.api.serializers import ProviderHealthSerializer, ProviderSerializer
+from providers_app.models import Provider
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List providers", responses={200: ProviderSerializer(many=True), **error_responses(400, 401)}
+    ),
+    retrieve=extend_schema(summary="Get a provider", responses={200: ProviderSerializer, **error_responses(401, 404)}),
+    create=extend_schema(summary="Add a provider", responses={201: ProviderSerializer, **error_responses(400, 401)}),
+    update=extend_schema(
+        summary="Replace a provider's settings", responses={200: ProviderSerializer, **error_responses(400, 401, 404)}
+    ),
+    partial_update=extend_schema(
+        summary="Change some settings", responses={200: ProviderSerializer, **error_responses(400, 401, 404)}
+    ),
+)
+class ProviderViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Provider accounts. Secrets are encrypted at rest and never returned."""
+
+    queryset = Provider.objects.all()
+    serializer_class = ProviderSerializer
+    filterset_fields = ["type", "health_status"]
+    ordering_fields = ["name", "created_at"]
+    ordering = ["name"]
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.provider_create(
+            name=data["name"], type=data["type"], config=data["config"], weight=data.get("weight", 100)
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.provider_update(
+            provider=serializer.instance, data=serializer.validated_data, partial=serializer.partial
+        )
+
+    @extend_schema(summary="Provider health", responses={200: ProviderHealthSerializer, **error_responses(401, 404)})
+    @action(detail=True, methods=["get"])
+    def health(self, request, pk=None):
+        provider = self.get_object()
+        body = {
+            "id": provider.pk,
+            "name": provider.name,
+            "type": provider.type,
+            "health_status": provider.health_status,
+            "checked_at": timezone.now(),
+        }
+        return Response(ProviderHealthSerializer(body).data, status=status.HTTP_200_OK)

@@ -1,0 +1,82 @@
+import uuid
+from typing import Any
+
+from django.db import models
+
+from providers_app import crypto
+from providers_app.config import CLICKUP, SPECS, TODOIST, TRELLO
+
+
+class Provider(models.Model):
+    """A configured account at ClickUp, Trello or Todoist that tasks are delivered to.
+
+    Plain settings live in ``config``; secret ones (tokens, API keys, webhook and
+    app secrets) live encrypted in ``secrets`` and are only readable through
+    :meth:`secret_config`. Neither ``__str__`` nor ``__repr__`` shows them.
+    """
+
+    class Type(models.TextChoices):
+        CLICKUP = CLICKUP, "ClickUp"
+        TRELLO = TRELLO, "Trello"
+        TODOIST = TODOIST, "Todoist"
+
+    class Health(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DEGRADED = "degraded", "Degraded"
+        DOWN = "down", "Down"
+        DISABLED = "disabled", "Disabled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=50, unique=True)
+    type = models.CharField(max_length=20, choices=Type.choices)
+    config = models.JSONField(default=dict, blank=True, help_text="Non-secret settings of the provider type.")
+    secrets = models.TextField(blank=True, default="", editable=False, help_text="Fernet token of the secret settings.")
+    health_status = models.CharField(max_length=20, choices=Health.choices, default=Health.ACTIVE)
+    weight = models.PositiveSmallIntegerField(
+        default=100, help_text="Relative share of new work routed here among healthy providers (0 = none)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(type__in=[CLICKUP, TRELLO, TODOIST]), name="providers_app_provider_type_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.type})"
+
+    def __repr__(self) -> str:
+        return f"<Provider {self.id} {self.name!r} {self.type}>"
+
+    @property
+    def secret_keys(self) -> frozenset[str]:
+        return SPECS[self.type].secret
+
+    def secret_config(self) -> dict[str, Any]:
+        """The decrypted secret settings. Keep the result out of logs and responses."""
+        return crypto.decrypt_json(self.secrets)
+
+    def full_config(self) -> dict[str, Any]:
+        """Plain and secret settings together, for the adapters."""
+        return {**self.config, **self.secret_config()}
+
+    def secrets_set(self) -> dict[str, bool]:
+        """Which secret keys of this type hold a value (never the values themselves)."""
+        stored = self.secret_config()
+        return {key: bool(stored.get(key)) for key in sorted(self.secret_keys)}
+
+    def apply_config(self, changes: dict[str, Any]) -> None:
+        """Merge validated ``changes`` into config and secrets; ``None`` removes a key."""
+        plain, secret = dict(self.config), self.secret_config()
+        for key, value in changes.items():
+            target = secret if key in self.secret_keys else plain
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = value
+        self.config = plain
+        self.secrets = crypto.encrypt_json(secret)
