@@ -1,0 +1,81 @@
+"""GET /api/health: is everything this process depends on reachable? No authentication."""
+
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from outbox_app import selectors as outbox_selectors
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _check_cache() -> None:
+    key = "archangel:health"
+    cache.set(key, "ok", 10)
+    if cache.get(key) != "ok":
+        raise RuntimeError("value written was not read back")
+
+
+def _check_broker() -> None:
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    else:
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".health"
+        probe.write_text("ok")
+        probe.unlink()
+
+
+CHECKS = {"database": _check_database, "broker": _check_broker, "cache": _check_cache}
+
+HealthSerializer = inline_serializer(
+    "Health",
+    {
+        "status": serializers.ChoiceField(choices=["ok", "down"]),
+        "checks": serializers.DictField(child=serializers.DictField(), help_text="Per dependency: ok, latency, error."),
+        "down": serializers.ListField(child=serializers.CharField(), help_text="Names of what is down."),
+        "outbox": serializers.DictField(required=False, help_text="Backlog by status and oldest pending age."),
+        "time": serializers.DateTimeField(),
+    },
+)
+
+
+class HealthView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(summary="System health", responses={200: HealthSerializer, 503: HealthSerializer})
+    def get(self, request):
+        checks, down = {}, []
+        for name, check in CHECKS.items():
+            started = time.perf_counter()
+            try:
+                check()
+                checks[name] = {"ok": True}
+            except Exception as exc:  # noqa: BLE001 - any failure means "down"; the type is reported
+                checks[name] = {"ok": False, "error": type(exc).__name__}
+                down.append(name)
+            checks[name]["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        body = {"status": "down" if down else "ok", "checks": checks, "down": down, "time": timezone.now()}
+        if "database" not in down:
+            body["outbox"] = outbox_selectors.outbox_backlog()
+        return Response(body, status=503 if down else 200)

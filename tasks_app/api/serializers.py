@@ -1,0 +1,161 @@
+"""Task, assignee and client serializers.
+
+Task input is validated by :mod:`tasks_app.normalizer` (one set of rules for the
+API, bulk, webhooks and imports, and fast enough for 1,000-task bulk requests);
+``TaskWriteSerializer`` only documents that input in the OpenAPI schema.
+"""
+
+from rest_framework import serializers
+
+from providers_app.models import Provider
+from tasks_app import services
+from tasks_app.models import Assignee, AssigneeIdentity, Client, Task
+from tasks_app.normalizer import DESCRIPTION_MAX, TITLE_MAX
+from tasks_app.status import TaskStatus
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    effort_hours = serializers.FloatField(allow_null=True)
+    score_breakdown = serializers.JSONField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "title",
+            "description",
+            "status",
+            "priority",
+            "effort_hours",
+            "effort_estimated",
+            "deadline",
+            "assignee",
+            "client",
+            "provider",
+            "external_id",
+            "score",
+            "score_breakdown",
+            "source",
+            "version",
+            "last_progress_at",
+            "completed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class TaskWriteSerializer(serializers.Serializer):
+    """The body of POST /api/tasks and PUT/PATCH /api/tasks/{id} (documentation only)."""
+
+    title = serializers.CharField(max_length=TITLE_MAX, help_text="Trimmed; inner whitespace collapsed.")
+    description = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=DESCRIPTION_MAX)
+    status = serializers.ChoiceField(
+        choices=TaskStatus.choices,
+        required=False,
+        help_text="On create: pending (default, or assigned when an assignee is given) or one step from it. "
+        "On update: must follow the transition rules (409 lists the allowed targets).",
+    )
+    priority = serializers.IntegerField(
+        required=False, min_value=1, max_value=4, help_text="1 low, 2 normal (default), 3 high, 4 urgent."
+    )
+    effort_hours = serializers.DecimalField(
+        max_digits=6,
+        decimal_places=2,
+        required=False,
+        allow_null=True,
+        min_value=0,
+        max_value=1000,
+        help_text="Estimated from priority and description when missing (effort_estimated: true).",
+    )
+    deadline = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="ISO 8601 date-time (naive = UTC) or date (= end of that day, UTC).",
+    )
+    assignee = serializers.UUIDField(required=False, allow_null=True)
+    client = serializers.UUIDField(required=False, allow_null=True)
+    provider = serializers.UUIDField(required=False, allow_null=True, help_text="Fixed at creation.")
+
+
+class TaskBulkRequestSerializer(serializers.Serializer):
+    tasks = TaskWriteSerializer(many=True, help_text="1 to ARCHANGEL_BULK_MAX_ITEMS (default 1,000) tasks.")
+
+
+class TaskBulkItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="Position of the item in the request.")
+    status = serializers.ChoiceField(choices=["created", "duplicate", "error"])
+    id = serializers.UUIDField(required=False, help_text="The created task, or the open task it duplicates.")
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+class TaskBulkResponseSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    results = TaskBulkItemSerializer(many=True)
+
+
+class IdentitySerializer(serializers.ModelSerializer):
+    provider = serializers.PrimaryKeyRelatedField(queryset=Provider.objects.all())
+
+    class Meta:
+        model = AssigneeIdentity
+        fields = ["provider", "external_user_id"]
+
+
+class AssigneeSerializer(serializers.ModelSerializer):
+    capacity_hours_per_day = serializers.DecimalField(
+        max_digits=4, decimal_places=2, min_value=0, max_value=24, coerce_to_string=False, required=False
+    )
+    identities = IdentitySerializer(many=True, required=False, help_text="The person's user id in each provider.")
+
+    class Meta:
+        model = Assignee
+        fields = [
+            "id",
+            "name",
+            "email",
+            "capacity_hours_per_day",
+            "timezone",
+            "active",
+            "identities",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_identities(self, value):
+        seen_providers = set()
+        for item in value:
+            if item["provider"].pk in seen_providers:
+                raise serializers.ValidationError("At most one identity per provider.")
+            seen_providers.add(item["provider"].pk)
+            others = AssigneeIdentity.objects.filter(
+                provider=item["provider"], external_user_id=item["external_user_id"]
+            )
+            if self.instance is not None:
+                others = others.exclude(assignee=self.instance)
+            if others.exists():
+                raise serializers.ValidationError(
+                    f"User id {item['external_user_id']!r} at {item['provider'].name} belongs to another assignee."
+                )
+        return value
+
+    def create(self, validated_data):
+        return services.assignee_save(assignee=None, data=validated_data)
+
+    def update(self, instance, validated_data):
+        return services.assignee_save(assignee=instance, data=validated_data)
+
+
+class ClientSerializer(serializers.ModelSerializer):
+    importance = serializers.DecimalField(
+        max_digits=3, decimal_places=2, min_value=0, max_value=1, coerce_to_string=False, required=False
+    )
+
+    class Meta:
+        model = Client
+        fields = ["id", "name", "importance", "sla_hours", "preferred_provider", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"sla_hours": {"min_value": 1}}

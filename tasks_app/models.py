@@ -1,0 +1,196 @@
+import uuid
+from zoneinfo import available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from tasks_app.status import CLOSED, TaskStatus
+
+
+def validate_timezone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. Europe/Berlin).")
+
+
+class Client(models.Model):
+    """Who the work is for: importance and SLA feed the score; a preferred provider feeds routing."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, unique=True)
+    importance = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=0.5,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="0 (least) to 1 (most important).",
+    )
+    sla_hours = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Hours from creation within which this client's tasks should be done."
+    )
+    preferred_provider = models.ForeignKey(
+        "providers_app.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="preferred_by"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(importance__gte=0) & Q(importance__lte=1), name="tasks_app_client_importance_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(sla_hours__isnull=True) | Q(sla_hours__gt=0), name="tasks_app_client_sla_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Assignee(models.Model):
+    """A person work is routed to, with a daily capacity and a time zone for their morning plan."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    email = models.EmailField(unique=True)
+    capacity_hours_per_day = models.DecimalField(
+        max_digits=4, decimal_places=2, default=8, validators=[MinValueValidator(0), MaxValueValidator(24)]
+    )
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "email"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(capacity_hours_per_day__gte=0) & Q(capacity_hours_per_day__lte=24),
+                name="tasks_app_assignee_capacity_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+class AssigneeIdentity(models.Model):
+    """The user id an assignee has in one provider (ClickUp user id, Trello member id, Todoist uid)."""
+
+    assignee = models.ForeignKey(Assignee, on_delete=models.CASCADE, related_name="identities")
+    provider = models.ForeignKey("providers_app.Provider", on_delete=models.CASCADE, related_name="identities")
+    external_user_id = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "assignee identities"
+        ordering = ["assignee_id", "provider_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["assignee", "provider"], name="tasks_app_identity_unique_assignee_provider"
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "external_user_id"], name="tasks_app_identity_unique_provider_user"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assignee_id}@{self.provider_id}: {self.external_user_id}"
+
+
+class Task(models.Model):
+    """A unit of work, normalized, scored, routed to a provider and a person, and delivered through the outbox."""
+
+    class Source(models.TextChoices):
+        API = "api", "API"
+        WEBHOOK = "webhook", "Webhook"
+        IMPORT = "import", "Import"
+
+    class Priority(models.IntegerChoices):
+        LOW = 1, "Low"
+        NORMAL = 2, "Normal"
+        HIGH = 3, "High"
+        URGENT = 4, "Urgent"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.ForeignKey(
+        "providers_app.Provider", null=True, blank=True, on_delete=models.PROTECT, related_name="tasks"
+    )
+    external_id = models.CharField(max_length=255, null=True, blank=True, help_text="The task's id at its provider.")
+    title = models.CharField(max_length=500)
+    description = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=20, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    effort_hours = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    effort_estimated = models.BooleanField(default=False, help_text="effort_hours was estimated, not given.")
+    deadline = models.DateTimeField(null=True, blank=True)
+    assignee = models.ForeignKey(Assignee, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    client = models.ForeignKey(Client, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks")
+    score = models.FloatField(null=True, blank=True)
+    score_breakdown = models.JSONField(default=dict, blank=True)
+    fingerprint = models.CharField(
+        max_length=64, null=True, blank=True, help_text="normalized title + client + deadline day"
+    )
+    last_progress_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    # Bumped by every change; outbox events carry it so a provider sees changes in order.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="tasks_app_task_unique_provider_external_id",
+            ),
+            # De-duplication holds under concurrency: at most one open task per fingerprint.
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=Q(fingerprint__isnull=False) & ~Q(status__in=sorted(CLOSED)),
+                name="tasks_app_task_unique_open_fingerprint",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=1) & Q(priority__lte=4), name="tasks_app_task_priority_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(effort_hours__isnull=True) | Q(effort_hours__gte=0),
+                name="tasks_app_task_effort_non_negative",
+            ),
+            models.CheckConstraint(condition=Q(status__in=TaskStatus.values), name="tasks_app_task_status_valid"),
+        ]
+        indexes = [
+            # GET /api/tasks?ordering=-score and the planner: open work by score.
+            models.Index(fields=["status", "score"], name="tasks_task_status_score"),
+            # Deadline filters and overdue queries.
+            models.Index(fields=["deadline"], name="tasks_task_deadline"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST carrying an Idempotency-Key, replayed for retries of that request."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, help_text="sha256 of method, path and canonical JSON body")
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    response_headers = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="tasks_app_idempotency_unique_user_key")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,382 @@
+"""Writes to tasks, assignees and clients. Every entry point (API, admin, webhooks,
+commands, jobs) calls these, so the rules live in one place.
+
+A task change and its outbox event are written in one transaction: either both
+exist or neither does.
+"""
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from archangel.errors import Conflict, InvalidInput
+from outbox_app.models import OutboxEvent
+from outbox_app.services import EventSpec, outbox_enqueue_many
+from providers_app.models import Provider
+from tasks_app import normalizer
+from tasks_app.models import Assignee, AssigneeIdentity, Client, Task
+from tasks_app.normalizer import NormalizationError
+from tasks_app.status import CLOSED, INITIAL, TaskStatus, allowed_targets, can_transition
+
+# Fields whose change a provider can see; the outbox payload carries them.
+SYNCED_FIELDS = ("title", "description", "status", "priority", "effort_hours", "deadline", "assignee_id")
+
+
+@dataclass
+class ItemResult:
+    """The outcome of one item of a (bulk) create."""
+
+    index: int
+    status: str  # "created" | "duplicate" | "error"
+    task: Task | None = None
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+# --- payloads ------------------------------------------------------------------------------
+
+
+def task_payload(task: Task, *, assignee_external_id: str | None) -> dict[str, Any]:
+    """The provider-neutral state of a task as an outbox event carries it (full state, so
+    delivering an update twice has the same effect as once)."""
+    return {
+        "task_id": str(task.id),
+        "version": task.version,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status,
+        "priority": task.priority,
+        "effort_hours": float(task.effort_hours) if task.effort_hours is not None else None,
+        "deadline": task.deadline.isoformat() if task.deadline else None,
+        "assignee_id": str(task.assignee_id) if task.assignee_id else None,
+        "assignee_external_id": assignee_external_id,
+        "external_id": task.external_id,
+    }
+
+
+def _identities(pairs: Iterable[tuple[uuid.UUID | None, uuid.UUID | None]]) -> dict[tuple, str]:
+    """(assignee id, provider id) -> the assignee's user id at that provider, in one query."""
+    pairs = {(a, p) for a, p in pairs if a and p}
+    if not pairs:
+        return {}
+    rows = AssigneeIdentity.objects.filter(
+        assignee_id__in={a for a, _ in pairs}, provider_id__in={p for _, p in pairs}
+    ).values_list("assignee_id", "provider_id", "external_user_id")
+    return {(a, p): ext for a, p, ext in rows}
+
+
+def _operation_for(old_status: str | None, new_status: str) -> str:
+    if old_status is None:
+        return OutboxEvent.Operation.CREATE
+    if new_status != old_status and new_status == TaskStatus.ARCHIVED:
+        return OutboxEvent.Operation.ARCHIVE
+    if new_status != old_status and new_status == TaskStatus.COMPLETED:
+        return OutboxEvent.Operation.COMPLETE
+    return OutboxEvent.Operation.UPDATE
+
+
+def _events_for(changes: list[tuple[Task, str | None]]) -> list[EventSpec]:
+    """One outbox event per (task, status before the change) pair."""
+    ids = _identities((task.assignee_id, task.provider_id) for task, _ in changes)
+    return [
+        EventSpec(
+            provider_id=task.provider_id,
+            aggregate_id=task.id,
+            aggregate_version=task.version,
+            operation=_operation_for(old_status, task.status),
+            payload=task_payload(task, assignee_external_id=ids.get((task.assignee_id, task.provider_id))),
+        )
+        for task, old_status in changes
+    ]
+
+
+# --- references ------------------------------------------------------------------------------
+
+
+def _check_references(items: list[tuple[int, dict]]) -> dict[int, dict[str, list[str]]]:
+    """Look up every assignee, client and provider id the items name, three queries at most."""
+    wanted = {name: {d[name] for _, d in items if d.get(name)} for name in ("assignee", "client", "provider")}
+    found: dict[str, dict] = {"assignee": {}, "client": {}, "provider": {}}
+    if wanted["assignee"]:
+        found["assignee"] = dict(Assignee.objects.filter(id__in=wanted["assignee"]).values_list("id", "active"))
+    if wanted["client"]:
+        clients = Client.objects.filter(id__in=wanted["client"]).values_list("id", flat=True)
+        found["client"] = dict.fromkeys(clients, True)
+    if wanted["provider"]:
+        found["provider"] = dict(Provider.objects.filter(id__in=wanted["provider"]).values_list("id", "health_status"))
+    errors: dict[int, dict[str, list[str]]] = {}
+    for index, data in items:
+        for name in ("assignee", "client", "provider"):
+            value = data.get(name)
+            if not value:
+                continue
+            if value not in found[name]:
+                errors.setdefault(index, {})[name] = [f"No {name} with id {value}."]
+            elif name == "assignee" and not found[name][value]:
+                errors.setdefault(index, {})[name] = ["This assignee is inactive."]
+            elif name == "provider" and found[name][value] == Provider.Health.DISABLED:
+                errors.setdefault(index, {})[name] = ["This provider is disabled."]
+    return errors
+
+
+# --- create --------------------------------------------------------------------------------
+
+
+def _new_task(data: dict, *, source: str, now: dt.datetime) -> Task:
+    assignee = data.get("assignee")
+    status = data.get("status") or (TaskStatus.ASSIGNED if assignee else TaskStatus.PENDING)
+    priority = data.get("priority", Task.Priority.NORMAL)
+    description = data.get("description", "")
+    effort = data.get("effort_hours")
+    task = Task(
+        id=uuid.uuid4(),
+        title=data["title"],
+        description=description,
+        status=status,
+        priority=priority,
+        effort_hours=effort
+        if effort is not None
+        else normalizer.estimate_effort(priority=priority, description=description),
+        effort_estimated=effort is None,
+        deadline=data.get("deadline"),
+        assignee_id=assignee,
+        client_id=data.get("client"),
+        provider_id=data.get("provider"),
+        source=source,
+        last_progress_at=now if status not in (TaskStatus.PENDING, TaskStatus.ASSIGNED) else None,
+        created_at=now,
+        updated_at=now,
+    )
+    task.fingerprint = normalizer.fingerprint(title=task.title, client_id=task.client_id, deadline=task.deadline)
+    return task
+
+
+def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list[ItemResult]:
+    """Create many tasks in one transaction, each with its outbox event.
+
+    Every item gets a result: ``created``, ``duplicate`` (an open task with the
+    same fingerprint exists, or an earlier item of this batch is the same task)
+    or ``error`` with its field errors. Invalid items do not stop valid ones.
+    """
+    results: dict[int, ItemResult] = {}
+    valid: list[tuple[int, dict]] = []
+    for index, raw in enumerate(items):
+        try:
+            data = normalizer.normalize_task(raw)
+        except NormalizationError as exc:
+            results[index] = ItemResult(index, "error", errors=exc.fields)
+            continue
+        status = data.get("status")
+        if status is not None and status not in INITIAL:
+            results[index] = ItemResult(
+                index, "error", errors={"status": [f"A new task must start as one of: {', '.join(sorted(INITIAL))}."]}
+            )
+        elif status == TaskStatus.ASSIGNED and not data.get("assignee"):
+            results[index] = ItemResult(index, "error", errors={"status": ["An assigned task needs an assignee."]})
+        else:
+            valid.append((index, data))
+
+    for index, errors in _check_references(valid).items():
+        results[index] = ItemResult(index, "error", errors=errors)
+    now = timezone.now()
+    candidates = [(index, _new_task(data, source=source, now=now)) for index, data in valid if index not in results]
+
+    # A concurrent request may create the same task between our duplicate check and our
+    # insert; the partial unique index then refuses ours and we look again.
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                created = _insert_new(candidates, results)
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    for index, task in created:
+        results[index] = ItemResult(index, "created", task=task)
+    return [results[i] for i in range(len(items))]
+
+
+def _insert_new(candidates: list[tuple[int, Task]], results: dict[int, ItemResult]) -> list[tuple[int, Task]]:
+    fingerprints = {task.fingerprint for _, task in candidates}
+    existing = (
+        {
+            task.fingerprint: task
+            for task in Task.objects.filter(fingerprint__in=fingerprints).exclude(status__in=CLOSED)
+        }
+        if fingerprints
+        else {}
+    )
+    to_create: list[tuple[int, Task]] = []
+    for index, task in candidates:
+        twin = existing.get(task.fingerprint)
+        if twin is not None:
+            results[index] = ItemResult(index, "duplicate", task=twin)
+        else:
+            existing[task.fingerprint] = task
+            to_create.append((index, task))
+    tasks = [task for _, task in to_create]
+    Task.objects.bulk_create(tasks)
+    outbox_enqueue_many(events=_events_for([(task, None) for task in tasks]))
+    return to_create
+
+
+def task_create(*, data: Any, source: str = Task.Source.API) -> tuple[Task, bool]:
+    """Create one task (or find its open duplicate). Returns ``(task, created)``."""
+    [result] = task_bulk_create(items=[data], source=source)
+    if result.status == "error":
+        raise NormalizationError(result.errors)
+    return result.task, result.status == "created"
+
+
+# --- update and archive ------------------------------------------------------------------------
+
+
+def task_update(*, task_id: uuid.UUID, data: Any, partial: bool) -> Task:
+    """Apply a PUT (``partial=False``: title required) or PATCH to a task.
+
+    Status changes follow the transition table; setting an assignee on a pending
+    task makes it assigned, removing it from an assigned task makes it pending.
+    A change that changes nothing writes nothing.
+    """
+    changes = normalizer.normalize_task(data, partial=partial)
+    with transaction.atomic():
+        # Row lock: concurrent updates of one task apply one after the other, and
+        # each gets its own version (the order its outbox events are delivered in).
+        task = Task.objects.select_for_update().get(pk=task_id)
+        if task.status == TaskStatus.ARCHIVED:
+            raise Conflict("An archived task cannot be changed.", details={"status": task.status, "allowed": []})
+        if "provider" in changes and changes["provider"] != task.provider_id:
+            raise InvalidInput({"provider": ["Cannot be changed after creation; reroute the task instead."]})
+        ref_errors = _check_references([(0, {k: v for k, v in changes.items() if k in ("assignee", "client")})])
+        if ref_errors:
+            raise InvalidInput(ref_errors[0])
+
+        old_status = task.status
+        changed = _apply_changes(task, changes)
+        if not changed:
+            return task
+        task.version += 1
+        try:
+            with transaction.atomic():
+                task.save()
+        except IntegrityError:
+            twin = (
+                Task.objects.filter(fingerprint=task.fingerprint).exclude(status__in=CLOSED).exclude(pk=task.pk).first()
+            )
+            raise Conflict(
+                "An open task with the same title, client and deadline day already exists.",
+                details={"duplicate_of": str(twin.pk) if twin else None},
+            ) from None
+        outbox_enqueue_many(events=_events_for([(task, old_status)]))
+    return task
+
+
+def _apply_changes(task: Task, changes: dict[str, Any]) -> set[str]:
+    now = timezone.now()
+    changed: set[str] = set()
+
+    def put(name: str, value: Any) -> None:
+        if getattr(task, name) != value:
+            setattr(task, name, value)
+            changed.add(name)
+
+    for name in ("title", "description", "priority", "deadline"):
+        if name in changes:
+            put(name, changes[name])
+    if "client" in changes:
+        put("client_id", changes["client"])
+    if "assignee" in changes:
+        put("assignee_id", changes["assignee"])
+
+    target = changes.get("status", task.status)
+    if "status" not in changes and "assignee_id" in changed:
+        # Assigning a pending task assigns it; unassigning an assigned task puts it back.
+        if task.assignee_id and task.status == TaskStatus.PENDING:
+            target = TaskStatus.ASSIGNED
+        elif not task.assignee_id and task.status == TaskStatus.ASSIGNED:
+            target = TaskStatus.PENDING
+    if target != task.status:
+        if not can_transition(task.status, target):
+            raise Conflict(
+                f"Cannot move a task from {task.status} to {target}.",
+                details={"status": task.status, "allowed": allowed_targets(task.status)},
+            )
+        if target == TaskStatus.ASSIGNED and not task.assignee_id:
+            raise InvalidInput({"status": ["An assigned task needs an assignee."]})
+        put("status", target)
+        task.last_progress_at = now
+        task.completed_at = now if target == TaskStatus.COMPLETED else None
+
+    if "effort_hours" in changes and changes["effort_hours"] is not None:
+        put("effort_hours", changes["effort_hours"])
+        put("effort_estimated", False)
+    elif changes.get("effort_hours", 0) is None or (task.effort_estimated and changed & {"description", "priority"}):
+        put("effort_hours", normalizer.estimate_effort(priority=task.priority, description=task.description))
+        put("effort_estimated", True)
+
+    if changed & {"title", "client_id", "deadline"}:
+        task.fingerprint = normalizer.fingerprint(title=task.title, client_id=task.client_id, deadline=task.deadline)
+    return changed
+
+
+def task_archive(*, task_id: uuid.UUID) -> Task:
+    """Archive a task (DELETE /api/tasks/{id}): the row stays. Archiving twice is a no-op."""
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=task_id)
+        if task.status == TaskStatus.ARCHIVED:
+            return task
+        old_status = task.status
+        task.status = TaskStatus.ARCHIVED
+        task.version += 1
+        task.save(update_fields=["status", "version", "updated_at"])
+        outbox_enqueue_many(events=_events_for([(task, old_status)]))
+    return task
+
+
+# --- assignees and clients -------------------------------------------------------------------
+
+
+def assignee_save(*, assignee: Assignee | None, data: dict[str, Any]) -> Assignee:
+    """Create (``assignee=None``) or update an assignee; ``identities``, when given,
+    replaces the person's provider identities ([{provider, external_user_id}])."""
+    data = dict(data)
+    identities = data.pop("identities", None)
+    with transaction.atomic():
+        if assignee is None:
+            assignee = Assignee.objects.create(**data)
+        else:
+            for name, value in data.items():
+                setattr(assignee, name, value)
+            assignee.save()
+        if identities is not None:
+            assignee.identities.all().delete()
+            AssigneeIdentity.objects.bulk_create(
+                AssigneeIdentity(
+                    assignee=assignee, provider_id=item["provider"].pk, external_user_id=item["external_user_id"]
+                )
+                for item in identities
+            )
+    return assignee
+
+
+def _delete_unless_open_tasks(obj: Assignee | Client, label: str) -> None:
+    open_count = obj.tasks.exclude(status__in=CLOSED).count()
+    if open_count:
+        raise Conflict(
+            f"This {label} has {open_count} open task(s); reassign or close them first"
+            + (", or deactivate the assignee instead." if label == "assignee" else "."),
+            details={"open_tasks": open_count},
+        )
+    obj.delete()  # closed tasks keep their history with the reference cleared (SET_NULL)
+
+
+def assignee_delete(*, assignee: Assignee) -> None:
+    _delete_unless_open_tasks(assignee, "assignee")
+
+
+def client_delete(*, client: Client) -> None:
+    _delete_unless_open_tasks(client, "client")
