@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
+from archangel.db import insert_rows
 from outbox_app.models import OutboxEvent
 
 
@@ -34,6 +35,7 @@ def outbox_enqueue_many(*, events: list[EventSpec]) -> list[OutboxEvent]:
         raise RuntimeError("outbox events must be written in the same transaction as the change they describe")
     rows = [
         OutboxEvent(
+            id=uuid.uuid4(),
             provider_id=spec.provider_id,
             aggregate_type=spec.aggregate_type,
             aggregate_id=spec.aggregate_id,
@@ -44,7 +46,8 @@ def outbox_enqueue_many(*, events: list[EventSpec]) -> list[OutboxEvent]:
         )
         for spec in events
     ]
-    return OutboxEvent.objects.bulk_create(rows)
+    insert_rows(rows)
+    return rows
 
 
 def outbox_enqueue(**kwargs) -> OutboxEvent:

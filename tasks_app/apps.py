@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class TasksConfig(AppConfig):
     name = "tasks_app"
     verbose_name = "Tasks"
+
+    def ready(self):
+        from archangel.auth import connect_signals
+
+        connect_signals()

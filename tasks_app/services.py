@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from archangel.db import insert_rows
 from archangel.errors import Conflict, InvalidInput
 from outbox_app.models import OutboxEvent
 from outbox_app.services import EventSpec, outbox_enqueue_many
@@ -201,27 +202,39 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
 
 
 def _insert_new(candidates: list[tuple[int, Task]], results: dict[int, ItemResult]) -> list[tuple[int, Task]]:
-    fingerprints = {task.fingerprint for _, task in candidates}
-    existing = (
-        {
-            task.fingerprint: task
-            for task in Task.objects.filter(fingerprint__in=fingerprints).exclude(status__in=CLOSED)
-        }
-        if fingerprints
-        else {}
-    )
-    to_create: list[tuple[int, Task]] = []
+    """Insert the candidates that are not duplicates, with their outbox events.
+
+    The partial unique index on open fingerprints decides what is a duplicate:
+    rows it refuses are skipped by ``ON CONFLICT DO NOTHING`` (waiting, under
+    concurrency, for the other transaction to commit) and answered with their twin.
+    """
+    first: dict[str, tuple[int, Task]] = {}
+    repeats: list[tuple[int, str]] = []
     for index, task in candidates:
-        twin = existing.get(task.fingerprint)
-        if twin is not None:
-            results[index] = ItemResult(index, "duplicate", task=twin)
+        if task.fingerprint in first:
+            repeats.append((index, task.fingerprint))
         else:
-            existing[task.fingerprint] = task
-            to_create.append((index, task))
-    tasks = [task for _, task in to_create]
-    Task.objects.bulk_create(tasks)
-    outbox_enqueue_many(events=_events_for([(task, None) for task in tasks]))
-    return to_create
+            first[task.fingerprint] = (index, task)
+    written = insert_rows([task for _, task in first.values()], skip_conflicts=True)
+    skipped = {task.fingerprint for _, task in first.values() if task.pk not in written}
+    twins: dict[str, Task] = {}
+    if skipped:
+        twins = {t.fingerprint: t for t in Task.objects.filter(fingerprint__in=skipped).exclude(status__in=CLOSED)}
+        if skipped - set(twins):
+            # The twin closed between our insert and this read (or another unique
+            # constraint refused the row): undo this attempt and try again.
+            raise IntegrityError("a skipped task has no open twin")
+    created: list[tuple[int, Task]] = []
+    for index, task in first.values():
+        if task.pk in written:
+            created.append((index, task))
+        else:
+            results[index] = ItemResult(index, "duplicate", task=twins[task.fingerprint])
+    for index, fingerprint in repeats:
+        original = first[fingerprint][1]
+        results[index] = ItemResult(index, "duplicate", task=original if original.pk in written else twins[fingerprint])
+    outbox_enqueue_many(events=_events_for([(task, None) for _, task in created]))
+    return created
 
 
 def task_create(*, data: Any, source: str = Task.Source.API) -> tuple[Task, bool]:

@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 import uuid
 
 import pytest
@@ -329,3 +330,29 @@ def test_a_create_costs_a_fixed_number_of_queries(api):
     # token lookup, client check, duplicate check, task insert, event insert (+ savepoint/transaction lines)
     statements = [q["sql"] for q in ctx.captured_queries if not q["sql"].upper().startswith(("SAVEPOINT", "RELEASE"))]
     assert len(statements) <= 7, statements
+
+
+def test_the_fast_task_json_equals_drfs_generic_rendering(api):
+    from rest_framework import serializers as drf_serializers
+    from rest_framework.renderers import JSONRenderer
+
+    from tasks_app.api.serializers import TaskSerializer
+
+    provider, person, client = make_provider("trello"), AssigneeFactory(), ClientFactory()
+    api.post(
+        "/api/tasks",
+        {
+            "title": "Full",
+            "provider": str(provider.pk),
+            "assignee": str(person.pk),
+            "client": str(client.pk),
+            "deadline": "2026-12-01T10:00:00.123456+02:00",
+            "effort_hours": 1.25,
+        },
+    )
+    api.post("/api/tasks", {"title": "Sparse"})
+    Task.objects.filter(title="Full").update(score=0.512, score_breakdown={"urgency": 0.5})
+    for task in Task.objects.all():
+        fast = TaskSerializer(task).data
+        generic = drf_serializers.ModelSerializer.to_representation(TaskSerializer(task), task)
+        assert json.loads(JSONRenderer().render(fast)) == json.loads(JSONRenderer().render(generic))

@@ -1,0 +1,99 @@
+"""A lean multi-row INSERT for the ingest hot path.
+
+Django's ``bulk_create`` cannot say which rows an ``ON CONFLICT DO NOTHING`` skipped
+on PostgreSQL, and its per-call overhead dominated single creates. This builds one
+``INSERT ... VALUES (...), (...) [ON CONFLICT DO NOTHING] RETURNING pk`` from the
+model's own field definitions (so values are prepared as the ORM would), and works
+on PostgreSQL and SQLite (3.35+ for RETURNING).
+
+On PostgreSQL the rows travel as one array per column (``SELECT * FROM unnest(...)``)
+with server-side binding: a statement of ~20,000 placeholders cost more to parse and
+quote in Python than the insert took in the database.
+"""
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from django.db import connections, models, router
+
+# PostgreSQL accepts 65,535 bind parameters per statement; SQLite 32,766.
+MAX_PARAMS = 30_000
+# Values psycopg adapts natively; on PostgreSQL they skip the field's get_db_prep_save
+# (whose per-value checks were a tenth of a bulk insert's time).
+_NATIVE = (str, bool, int, uuid.UUID)
+
+
+def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False) -> set:
+    """Insert ``objs`` (primary keys already set) and return the pks actually written.
+
+    With ``skip_conflicts`` a row that would violate any unique constraint is skipped
+    instead of failing the statement; the caller learns which by the missing pks.
+    ``auto_now``/``auto_now_add`` fields are filled in as ``save()`` would.
+    """
+    if not objs:
+        return set()
+    model = type(objs[0])
+    connection = connections[router.db_for_write(model)]
+    postgres = connection.vendor == "postgresql"
+    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    pk = model._meta.pk
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    suffix = (
+        " ON CONFLICT DO NOTHING" if skip_conflicts else ""
+    ) + f" RETURNING {connection.ops.quote_name(pk.column)}"
+    per_statement = max(1, MAX_PARAMS // len(fields))
+
+    def prepare(field, obj):
+        value = field.pre_save(obj, add=True)
+        if postgres and (value is None or type(value) in _NATIVE or _aware(value)):
+            return value
+        return field.get_db_prep_save(value, connection)
+
+    written: set = set()
+    with connection.cursor() as cursor:
+        if postgres and len(objs) > 20:
+            # %b: arrays travel in binary, sparing psycopg a text escape of every element.
+            casts = ", ".join(f"%b::{_array_type(f, connection)}" for f in fields)
+            # Identifiers come from the model's meta, values travel as parameters.
+            sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({casts}){suffix}"  # noqa: S608
+            arrays = [[prepare(field, obj) for obj in objs] for field in fields]
+            raw = _server_binding_cursor(connection)
+            try:
+                raw.execute(sql, arrays)
+                written.update(row[0] for row in raw.fetchall())
+            finally:
+                raw.close()
+        else:
+            # A few rows (a single create): plain VALUES is cheaper than unnest.
+            for start in range(0, len(objs), per_statement):
+                chunk = objs[start : start + per_statement]
+                params = [prepare(field, obj) for obj in chunk for field in fields]
+                values = ", ".join([placeholder] * len(chunk))
+                sql = f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}"  # noqa: S608
+                cursor.execute(sql, params)
+                written.update(pk.to_python(row[0]) for row in cursor.fetchall())
+    for obj in objs:
+        if obj.pk in written:
+            obj._state.adding = False
+            obj._state.db = connection.alias
+    return written
+
+
+def _array_type(field, connection) -> str:
+    # varchar(n)/numeric(p,s) arrays are cast by the column's own type on insert.
+    base = field.db_type(connection).split("(")[0].strip()
+    return f"{base}[]"
+
+
+def _aware(value) -> bool:
+    return type(value) is dt.datetime and value.tzinfo is not None
+
+
+def _server_binding_cursor(connection):
+    import psycopg
+
+    # Same connection, so the same transaction as everything else Django does.
+    return psycopg.Cursor(connection.connection)

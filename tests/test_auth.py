@@ -1,0 +1,55 @@
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.api.test_tasks_api import assert_envelope
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def token(user):
+    return Token.objects.create(user=user)
+
+
+def client_for(key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+def test_a_deleted_token_stops_working_at_once_even_when_cached(token):
+    client = client_for(token.key)
+    assert client.get("/api/tasks").status_code == 200  # now cached
+    token.delete()
+    assert_envelope(client.get("/api/tasks"), 401, "authentication_failed")
+
+
+def test_a_deactivated_user_is_refused_at_once(token, user):
+    client = client_for(token.key)
+    assert client.get("/api/tasks").status_code == 200
+    user.is_active = False
+    user.save()
+    assert_envelope(client.get("/api/tasks"), 401, "authentication_failed")
+
+
+def test_the_cache_never_holds_the_password_hash(token, user):
+    from django.core.cache import cache
+
+    from archangel.auth import _cache_key
+
+    client_for(token.key).get("/api/tasks")
+    entry = cache.get(_cache_key(token.key))
+    assert entry is not None and user.password not in [str(v) for v in entry.values()]
+
+
+def test_request_user_is_the_token_owner(token, user):
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from archangel.auth import CachedTokenAuthentication
+
+    request = Request(APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Token {token.key}"))
+    for _ in range(2):  # uncached, then cached
+        found, auth = CachedTokenAuthentication().authenticate(request)
+        assert found.pk == user.pk and found.username == "alice" and auth.key == token.key
