@@ -1,0 +1,219 @@
+"""Shared pieces of the benchmark scenarios: a fresh PostgreSQL database, a real gunicorn
+server, a concurrent HTTP load generator and percentiles.
+
+Everything a scenario measures is measured in the same run as its baseline, so the
+ratio holds even on a noisy machine.
+"""
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+BENCH_DB = os.environ.get("BENCH_DATABASE", "archangel_bench")
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    scenario: str
+    metric: str
+    value: float
+    unit: str
+    baseline: str = ""
+    target: str = ""
+    ok: bool | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def db_url(name: str = BENCH_DB) -> str:
+    parts = urlsplit(ADMIN_URL)
+    return parts._replace(path=f"/{name}").geturl()
+
+
+def fresh_database() -> str:
+    """Drop and create the bench database, migrate it, return its URL."""
+    with psycopg.connect(ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    url = db_url()
+    manage("migrate", "--no-input", "--verbosity", "0", database_url=url)
+    return url
+
+
+def service_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "DJANGO_SETTINGS_MODULE": "archangel.settings",
+            "LOG_LEVEL": "warning",
+            "DEBUG": "false",
+        }
+    )
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    if port_open(urlsplit(redis_url).hostname, urlsplit(redis_url).port or 6379):
+        env["REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+def manage(*args: str, database_url: str, capture: bool = False) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=service_env(database_url),
+        check=True,
+        capture_output=capture,
+        text=True,
+    )
+    return result.stdout if capture else ""
+
+
+def make_token(database_url: str) -> str:
+    code = (
+        "from django.contrib.auth import get_user_model;"
+        "from rest_framework.authtoken.models import Token;"
+        "u, _ = get_user_model().objects.get_or_create(username='bench', defaults={'is_staff': True});"
+        "print(Token.objects.get_or_create(user=u)[0].key)"
+    )
+    return manage("shell", "-c", code, database_url=database_url, capture=True).strip().splitlines()[-1]
+
+
+def port_open(host: str | None, port: int) -> bool:
+    try:
+        with socket.create_connection((host or "127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(database_url: str, *, workers: int = 4, threads: int = 1, **env: str) -> Iterator[str]:
+    """A real gunicorn serving the project; yields its base URL."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "gunicorn", "archangel.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+        "--backlog", "2048", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=service_env(database_url, **env))
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+    statuses: dict[int, int]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def p(self, pct: float) -> float:
+        return percentile(self.latencies_ms, pct)
+
+
+def load(
+    base_url: str,
+    *,
+    concurrency: int,
+    requests: int,
+    make_request: Callable[[int], tuple[str, str, bytes | None, dict[str, str]]],
+    ok_statuses: frozenset[int] = frozenset({200, 201, 202, 204}),
+) -> LoadResult:
+    """Send ``requests`` requests from ``concurrency`` threads; ``make_request(i)`` gives
+    (method, path, body, headers) for the i-th request."""
+    parts = urlsplit(base_url)
+    counter = iter(range(requests))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors = 0
+
+    def worker():
+        nonlocal errors
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            method, path, body, headers = make_request(i)
+            started = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+                status = 0
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+                statuses[status] = statuses.get(status, 0) + 1
+                if status not in ok_statuses:
+                    errors += 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return LoadResult(requests, errors, time.perf_counter() - started, latencies, statuses)
+
+
+def json_request(method: str, path: str, payload, token: str, **headers: str):
+    body = json.dumps(payload).encode()
+    return method, path, body, {"Content-Type": "application/json", "Authorization": f"Token {token}", **headers}
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")

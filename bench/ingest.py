@@ -1,0 +1,161 @@
+"""Ingest: tasks created through POST /api/tasks and /api/tasks/bulk, each beside the raw
+psycopg insert rate of the same rows (task + outbox event, one transaction) in the same run.
+
+Targets (issue: foundation): single create >= 400 requests/s with p99 <= 100 ms at 32
+concurrent clients; bulk >= 5,000 tasks/s and at least a quarter of the raw insert rate.
+"""
+
+import datetime as dt
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+
+import psycopg
+
+from bench.common import Row, gunicorn, json_request, load, make_token
+
+SINGLE_REQUESTS = int(os.environ.get("BENCH_INGEST_SINGLE", "6000"))
+BULK_REQUESTS = int(os.environ.get("BENCH_INGEST_BULK", "30"))
+BULK_SIZE = 1000
+CONCURRENCY = 32
+BULK_CONCURRENCY = int(os.environ.get("BENCH_BULK_CLIENTS", "4"))
+
+# The same rows the API writes for a task and its create event (every NOT NULL column).
+TASK_COLUMNS = (
+    "id", "title", "description", "status", "priority", "effort_hours", "effort_estimated", "score_breakdown",
+    "fingerprint", "source", "version", "created_at", "updated_at",
+)  # fmt: skip
+EVENT_COLUMNS = (
+    "id", "aggregate_type", "aggregate_id", "aggregate_version", "operation_type", "payload", "idempotency_key",
+    "status", "retry_count", "scheduled_at", "error_message", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
+
+
+TASK_SQL = _insert_sql("tasks_app_task", TASK_COLUMNS)
+EVENT_SQL = _insert_sql("outbox_app_outboxevent", EVENT_COLUMNS)
+
+
+def _rows(prefix: str, n: int):
+    now = dt.datetime.now(dt.UTC)
+    for i in range(n):
+        task_id = uuid.uuid4()
+        title = f"{prefix} raw {i} {task_id.hex[:8]}"
+        payload = json.dumps(
+            {"task_id": str(task_id), "version": 1, "title": title, "status": "pending", "priority": 2}
+        )
+        fingerprint = hashlib.sha256(title.encode()).hexdigest()
+        yield (
+            (task_id, title, "", "pending", 2, 1, True, "{}", fingerprint, "api", 1, now, now),
+            (uuid.uuid4(), "task", task_id, 1, "create", payload, f"task:{task_id}:v1:create", "pending", 0, now, "",
+             now, now),
+        )  # fmt: skip
+
+
+def _copy(cur, rows) -> None:
+    with cur.copy(f"COPY tasks_app_task ({', '.join(TASK_COLUMNS)}) FROM STDIN") as copy:
+        for task_row, _ in rows:
+            copy.write_row(task_row)
+    with cur.copy(f"COPY outbox_app_outboxevent ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
+        for _, event_row in rows:
+            copy.write_row(event_row)
+
+
+def raw_insert_rate(database_url: str, *, total: int, batch: int, concurrency: int, copy: bool = False) -> float:
+    """Rows (task + event) per second written by plain psycopg, ``batch`` rows per transaction:
+    one INSERT per row (``executemany``, pipelined by psycopg) or, with ``copy``, COPY, the
+    fastest way PostgreSQL takes rows."""
+    batches = total // batch
+    counter = iter(range(batches))
+    lock = threading.Lock()
+
+    def worker():
+        with psycopg.connect(database_url.replace("postgres://", "postgresql://")) as conn:
+            while True:
+                with lock:
+                    b = next(counter, None)
+                if b is None:
+                    return
+                rows = list(_rows(f"b{b}", batch))
+                with conn.transaction(), conn.cursor() as cur:
+                    if copy:
+                        _copy(cur, rows)
+                    elif batch == 1:
+                        cur.execute(TASK_SQL, rows[0][0])
+                        cur.execute(EVENT_SQL, rows[0][1])
+                    else:
+                        cur.executemany(TASK_SQL, [r[0] for r in rows])
+                        cur.executemany(EVENT_SQL, [r[1] for r in rows])
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return batches * batch / (time.perf_counter() - started)
+
+
+def run(database_url: str) -> list[Row]:
+    token = make_token(database_url)
+    run_id = uuid.uuid4().hex[:6]
+    with gunicorn(database_url, workers=int(os.environ.get("BENCH_WEB_WORKERS", "4"))) as base:
+        # Warm up every worker (imports, connections) before measuring.
+        load(
+            base,
+            concurrency=8,
+            requests=200,
+            make_request=lambda i: json_request("POST", "/api/tasks", {"title": f"warm {run_id} {i}"}, token),
+        )
+        single = load(
+            base,
+            concurrency=CONCURRENCY,
+            requests=SINGLE_REQUESTS,
+            make_request=lambda i: json_request(
+                "POST", "/api/tasks", {"title": f"single {run_id} {i}", "priority": 1 + i % 4}, token
+            ),
+        )
+        bulk = load(
+            base,
+            concurrency=BULK_CONCURRENCY,
+            requests=BULK_REQUESTS,
+            make_request=lambda i: json_request(
+                "POST", "/api/tasks/bulk",
+                {"tasks": [{"title": f"bulk {run_id} {i}-{j}", "priority": 1 + j % 4} for j in range(BULK_SIZE)]},
+                token,
+            ),
+        )  # fmt: skip
+    raw_single = raw_insert_rate(database_url, total=SINGLE_REQUESTS, batch=1, concurrency=CONCURRENCY)
+    bulk_rows = BULK_REQUESTS * BULK_SIZE
+    raw_bulk = raw_insert_rate(database_url, total=bulk_rows, batch=BULK_SIZE, concurrency=BULK_CONCURRENCY)
+    raw_copy = raw_insert_rate(database_url, total=bulk_rows, batch=BULK_SIZE, concurrency=BULK_CONCURRENCY, copy=True)
+    best_raw = max(raw_bulk, raw_copy)
+    bulk_rate = bulk.rate * BULK_SIZE
+    return [
+        Row(
+            "ingest", "POST /api/tasks (32 clients)", single.rate, "req/s",
+            baseline=f"raw psycopg task+event insert, 32 connections: {raw_single:,.0f} rows/s "
+            f"(API = {single.rate / raw_single:.0%} of raw)",
+            target=">= 400 req/s", ok=single.rate >= 400 and single.errors == 0,
+            extra={"errors": single.errors, "statuses": single.statuses},
+        ),
+        Row(
+            "ingest", "POST /api/tasks p50 / p99", single.p(99), "ms (p99)",
+            baseline=f"p50 {single.p(50):.1f} ms", target="p99 <= 100 ms", ok=single.p(99) <= 100,
+        ),
+        Row(
+            "ingest", f"POST /api/tasks/bulk ({BULK_SIZE}/request, {BULK_CONCURRENCY} clients)", bulk_rate, "tasks/s",
+            baseline=f"raw psycopg, {BULK_SIZE} rows/tx, {BULK_CONCURRENCY} connections: "
+            f"executemany {raw_bulk:,.0f} rows/s, "
+            f"COPY {raw_copy:,.0f} rows/s (API = {bulk_rate / best_raw:.0%} of the faster)",
+            target=">= 5,000 tasks/s and >= 25% of raw",
+            ok=bulk_rate >= 5000 and bulk_rate >= best_raw / 4 and bulk.errors == 0,
+            extra={"errors": bulk.errors, "p99_ms": bulk.p(99)},
+        ),
+    ]  # fmt: skip

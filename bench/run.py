@@ -1,0 +1,59 @@
+"""`make bench`: run the benchmark scenarios against PostgreSQL and print one table.
+
+    python bench/run.py                 # every scenario
+    python bench/run.py --only ingest   # some of them
+
+Each scenario returns rows (figure, the baseline measured beside it in the same run,
+the target); the table is printed and written to bench/results/latest.json. The
+figures in docs/benchmarks.md come from this command.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import ingest
+from bench.common import ROOT, Row, fresh_database
+
+SCENARIOS = {"ingest": ingest.run}
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| Scenario | Metric | Figure | Baseline measured in the same run | Target | Met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = "" if r.ok is None else ("yes" if r.ok else "**no**")
+        lines.append(f"| {r.scenario} | {r.metric} | {r.value:,.1f} {r.unit} | {r.baseline} | {r.target} | {met} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="scenarios to run (default: all)")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    for name in args.only or SCENARIOS:
+        database_url = fresh_database()
+        started = time.perf_counter()
+        print(f"== {name}", flush=True)
+        rows.extend(SCENARIOS[name](database_url))
+        print(f"   done in {time.perf_counter() - started:.0f} s", flush=True)
+    print()
+    print(table(rows))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "time": time.strftime("%Y-%m-%d %H:%M")}
+    (out / "latest.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
