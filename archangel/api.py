@@ -141,16 +141,21 @@ class ErrorSerializer(serializers.Serializer):
 
 
 def error_responses(*codes: int) -> dict:
-    """drf-spectacular ``responses`` entries for the error codes an endpoint can answer."""
+    """drf-spectacular ``responses`` entries for the error codes an endpoint can answer
+    (with 401 come 403 and 429, which every authenticated endpoint can answer)."""
     from drf_spectacular.utils import OpenApiResponse
 
     text = {
         400: "Invalid input (names each field and its problem).",
         401: "Missing or invalid token.",
-        403: "Not allowed.",
+        403: "The token's role does not allow this (read-only, or not an operator).",
         404: "No such object.",
         409: "Conflicts with the object's current state.",
         413: "Request body too large.",
         422: "Idempotency-Key reused with a different body.",
+        429: "Too many requests for this token; see Retry-After.",
     }
-    return {code: OpenApiResponse(ErrorSerializer, description=text.get(code, "Error.")) for code in codes}
+    if 401 in codes:
+        # Every authenticated endpoint can refuse a token's role or throttle it.
+        codes = (*codes, 403, 429)
+    return {code: OpenApiResponse(ErrorSerializer, description=text.get(code, "Error.")) for code in sorted(set(codes))}

@@ -8,6 +8,7 @@ Every variable is listed in ``.env.example`` and in the README.
 
 import base64
 import hashlib
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "archangel.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -245,7 +247,8 @@ REST_FRAMEWORK = {
         "archangel.auth.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["archangel.permissions.RolePermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["archangel.throttling.TokenRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "archangel.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
@@ -275,11 +278,18 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Archangel -------------------------------------------------------------------------
+_throttle_rate = env_str("ARCHANGEL_THROTTLE_RATE", "12000/min")
+if _throttle_rate and not re.fullmatch(r"\d+/(s|sec|m|min|h|hour|d|day)", _throttle_rate):
+    raise ImproperlyConfigured(f"ARCHANGEL_THROTTLE_RATE must look like 600/min, got {_throttle_rate!r}")
 ARCHANGEL = {
     # Most tasks one POST /api/tasks/bulk may carry.
     "BULK_MAX_ITEMS": env_int("ARCHANGEL_BULK_MAX_ITEMS", 1000, minimum=1),
     # How long an Idempotency-Key is remembered.
     "IDEMPOTENCY_TTL_HOURS": env_int("ARCHANGEL_IDEMPOTENCY_TTL_HOURS", 24, minimum=1),
+    # Requests per token (per client address when anonymous); "" turns throttling off.
+    "THROTTLE_RATE": _throttle_rate,
+    # Largest API request body; a bulk request of 1,000 ordinary tasks is about 200 KB.
+    "MAX_BODY_BYTES": env_int("ARCHANGEL_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024),
 }
 
 # --- Production hardening ----------------------------------------------------------------

@@ -1,3 +1,4 @@
+import io
 import os
 
 import pytest
@@ -39,6 +40,28 @@ def api(user):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+def _client_with_role(username, role):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("create_api_token", username, "--role", role, stdout=out)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {out.getvalue().strip()}")
+    return client
+
+
+@pytest.fixture
+def operator_api(db):
+    """An API client whose token belongs to an operator."""
+    return _client_with_role("olga-operator", "operator")
+
+
+@pytest.fixture
+def reader_api(db):
+    """An API client with a read-only token."""
+    return _client_with_role("rita-reader", "read-only")
 
 
 @pytest.fixture

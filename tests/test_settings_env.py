@@ -39,6 +39,7 @@ def run_manage(*args, **env):
         ({"DJANGO_ENV": "staging"}, "DJANGO_ENV"),
         ({"ARCHANGEL_ENCRYPTION_KEYS": "short"}, "ARCHANGEL_ENCRYPTION_KEYS"),
         ({"EMAIL_PORT": "smtp"}, "EMAIL_PORT"),
+        ({"ARCHANGEL_THROTTLE_RATE": "lots"}, "ARCHANGEL_THROTTLE_RATE"),
         ({"DJANGO_ENV": "production"}, "DJANGO_SECRET_KEY"),
         ({**PRODUCTION, "DJANGO_SECRET_KEY": "too-short"}, "DJANGO_SECRET_KEY"),
         ({**PRODUCTION, "ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS"),

@@ -5,6 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from archangel.api import error_responses
+from archangel.permissions import IsOperator
 from providers_app import services
 from providers_app.api.serializers import ProviderHealthSerializer, ProviderSerializer
 from providers_app.models import Provider
@@ -34,6 +35,8 @@ class ProviderViewSet(
 
     queryset = Provider.objects.all()
     serializer_class = ProviderSerializer
+    # Everyone may read (secrets never leave); only operators add or change providers.
+    permission_classes = [IsOperator]
     filterset_fields = ["type", "health_status"]
     ordering_fields = ["name", "created_at"]
     ordering = ["name"]

@@ -10,8 +10,8 @@ from tests.providers.test_secrets import SECRET_VALUES
 pytestmark = pytest.mark.django_db
 
 
-def test_it_adds_a_provider_and_never_returns_its_secrets(api):
-    response = api.post(
+def test_it_adds_a_provider_and_never_returns_its_secrets(operator_api):
+    response = operator_api.post(
         "/api/providers", {"name": "Team ClickUp", "type": "clickup", "config": PROVIDER_CONFIGS["clickup"]}
     )
     assert response.status_code == 201, response.content
@@ -23,7 +23,10 @@ def test_it_adds_a_provider_and_never_returns_its_secrets(api):
         "webhook_secret": {"set": True},
     }
     assert body["health_status"] == "active"
-    listed = api.get("/api/providers").content.decode() + api.get(f"/api/providers/{body['id']}").content.decode()
+    listed = (
+        operator_api.get("/api/providers").content.decode()
+        + operator_api.get(f"/api/providers/{body['id']}").content.decode()
+    )
     for value in SECRET_VALUES:
         assert value not in response.content.decode() + listed
 
@@ -42,24 +45,30 @@ def test_it_adds_a_provider_and_never_returns_its_secrets(api):
         ({"api_token": "t", "list_id": "1", "rate_limit_per_minute": 0}, "config.rate_limit_per_minute", None),
     ],
 )
-def test_config_is_validated_per_type_and_nothing_is_written(api, config, field, message):
-    response = api.post("/api/providers", {"name": "bad", "type": "clickup", "config": config})
+def test_config_is_validated_per_type_and_nothing_is_written(operator_api, config, field, message):
+    response = operator_api.post("/api/providers", {"name": "bad", "type": "clickup", "config": config})
     error = assert_envelope(response, 400, "invalid", field)
     if message:
         assert error["fields"][field] == [message]
     assert Provider.objects.count() == 0
 
 
-def test_unknown_type_and_duplicate_name_are_rejected(api):
-    assert_envelope(api.post("/api/providers", {"name": "x", "type": "asana", "config": {}}), 400, "invalid", "type")
+def test_unknown_type_and_duplicate_name_are_rejected(operator_api):
+    assert_envelope(
+        operator_api.post("/api/providers", {"name": "x", "type": "asana", "config": {}}), 400, "invalid", "type"
+    )
     make_provider("todoist", name="Home")
-    response = api.post("/api/providers", {"name": "Home", "type": "todoist", "config": PROVIDER_CONFIGS["todoist"]})
+    response = operator_api.post(
+        "/api/providers", {"name": "Home", "type": "todoist", "config": PROVIDER_CONFIGS["todoist"]}
+    )
     assert_envelope(response, 400, "invalid", "name")
 
 
-def test_patch_merges_config_keeps_unsent_secrets_and_null_removes(api):
+def test_patch_merges_config_keeps_unsent_secrets_and_null_removes(operator_api):
     provider = make_provider("todoist")
-    response = api.patch(f"/api/providers/{provider.pk}", {"config": {"project_id": "P2", "client_secret": None}})
+    response = operator_api.patch(
+        f"/api/providers/{provider.pk}", {"config": {"project_id": "P2", "client_secret": None}}
+    )
     assert response.status_code == 200, response.content
     assert response.json()["config"] == {
         "project_id": "P2",
@@ -70,57 +79,62 @@ def test_patch_merges_config_keeps_unsent_secrets_and_null_removes(api):
     assert provider.secret_config() == {"api_token": "todoist-token-789"}
 
 
-def test_a_get_put_round_trip_keeps_the_secrets(api):
+def test_a_get_put_round_trip_keeps_the_secrets(operator_api):
     provider = make_provider("trello")
-    body = api.get(f"/api/providers/{provider.pk}").json()
+    body = operator_api.get(f"/api/providers/{provider.pk}").json()
     body["config"]["board_id"] = "5b" + "0" * 22
-    response = api.put(f"/api/providers/{provider.pk}", body)
+    response = operator_api.put(f"/api/providers/{provider.pk}", body)
     assert response.status_code == 200, response.content
     provider.refresh_from_db()
     assert provider.config["board_id"] == "5b" + "0" * 22
     assert provider.secret_config()["api_token"] == "trello-token-456"
 
 
-def test_put_drops_plain_keys_it_does_not_mention(api):
+def test_put_drops_plain_keys_it_does_not_mention(operator_api):
     provider = make_provider("clickup")
-    response = api.put(
+    response = operator_api.put(
         f"/api/providers/{provider.pk}", {"name": provider.name, "type": "clickup", "config": {"list_id": "77"}}
     )
     assert response.status_code == 200, response.content
     assert response.json()["config"] == {"list_id": "77", "api_token": {"set": True}, "webhook_secret": {"set": True}}
 
 
-def test_a_patch_that_would_remove_a_required_secret_is_refused(api):
+def test_a_patch_that_would_remove_a_required_secret_is_refused(operator_api):
     provider = make_provider("clickup")
     assert_envelope(
-        api.patch(f"/api/providers/{provider.pk}", {"config": {"api_token": None}}), 400, "invalid", "config.api_token"
+        operator_api.patch(f"/api/providers/{provider.pk}", {"config": {"api_token": None}}),
+        400,
+        "invalid",
+        "config.api_token",
     )
     provider.refresh_from_db()
     assert provider.secret_config()["api_token"] == "pk_test_clickup_token"
 
 
-def test_type_cannot_change_and_health_is_read_only(api):
+def test_type_cannot_change_and_health_is_read_only(operator_api):
     provider = make_provider("clickup")
-    assert_envelope(api.patch(f"/api/providers/{provider.pk}", {"type": "todoist"}), 400, "invalid", "type")
-    api.patch(f"/api/providers/{provider.pk}", {"health_status": "down"})
+    assert_envelope(operator_api.patch(f"/api/providers/{provider.pk}", {"type": "todoist"}), 400, "invalid", "type")
+    operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "down"})
     provider.refresh_from_db()
     assert provider.health_status == "active"
 
 
-def test_provider_health_endpoint(api):
+def test_provider_health_endpoint(operator_api):
     provider = make_provider("todoist")
-    body = api.get(f"/api/providers/{provider.pk}/health").json()
+    body = operator_api.get(f"/api/providers/{provider.pk}/health").json()
     assert body["health_status"] == "active" and body["type"] == "todoist"
 
 
-def test_providers_cannot_be_deleted_through_the_api(api):
+def test_providers_cannot_be_deleted_through_the_api(operator_api):
     provider = make_provider("todoist")
-    assert_envelope(api.delete(f"/api/providers/{provider.pk}"), 405, "method_not_allowed")
+    assert_envelope(operator_api.delete(f"/api/providers/{provider.pk}"), 405, "method_not_allowed")
 
 
-def test_secrets_do_not_leak_into_validation_errors(api):
+def test_secrets_do_not_leak_into_validation_errors(operator_api):
     provider = make_provider("clickup")
-    response = api.patch(f"/api/providers/{provider.pk}", {"config": {"api_token": "pk_new_secret", "bogus": 1}})
+    response = operator_api.patch(
+        f"/api/providers/{provider.pk}", {"config": {"api_token": "pk_new_secret", "bogus": 1}}
+    )
     assert response.status_code == 400
     assert "pk_new_secret" not in json.dumps(response.json())
     provider.refresh_from_db()

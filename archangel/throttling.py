@@ -1,0 +1,47 @@
+"""Per-token request budget: a fixed-window counter in the shared cache.
+
+DRF's SimpleRateThrottle keeps every request's timestamp in one cache value and
+rewrites it on each request, which grows with the rate; a counter per window is
+one atomic ``incr``.
+"""
+
+import hashlib
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """ "600/min" -> (600, 60). Units: s, sec, m, min, h, hour, d, day."""
+    count, _, unit = rate.partition("/")
+    seconds = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}[unit]
+    return int(count), seconds
+
+
+class TokenRateThrottle(BaseThrottle):
+    """Limits each authenticated user (each token's owner) to ``ARCHANGEL["THROTTLE_RATE"]``;
+    anonymous requests (health, signed webhooks) are limited per client address."""
+
+    def allow_request(self, request, view):
+        rate = settings.ARCHANGEL.get("THROTTLE_RATE")
+        if not rate:
+            return True
+        self.limit, self.window = parse_rate(rate)
+        ident = f"user:{request.user.pk}" if request.user and request.user.is_authenticated else self.get_ident(request)
+        now = time.time()
+        window_start = int(now // self.window)
+        self.reset_at = (window_start + 1) * self.window
+        key = "throttle:" + hashlib.sha256(f"{ident}:{window_start}".encode()).hexdigest()[:32]
+        cache.add(key, 0, self.window + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, self.window + 1)
+            count = 1
+        self.now = now
+        return count <= self.limit
+
+    def wait(self):
+        return max(1.0, self.reset_at - self.now)
