@@ -14,6 +14,7 @@ to its messages; ``details`` carries extra facts where a client can act on them
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import IntegrityError
 from django.db.models import F
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers, status
@@ -24,6 +25,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from archangel.errors import DomainError
+
+# A canonical UUID in a URL; anything else is a 404 from the URL resolver.
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -74,6 +78,13 @@ def exception_handler(exc, context):
         fields = {k: v for k, v in fields.items() if k}
         set_rollback()
         return Response(error_body(exc.status_code, exc.code, exc.message, fields, exc.details), status=exc.status_code)
+    if isinstance(exc, IntegrityError):
+        # A uniqueness check raced a concurrent insert (or a row vanished under a
+        # foreign key): the request conflicts with what is stored now.
+        set_rollback()
+        return Response(
+            error_body(409, "conflict", "The request conflicts with data changed concurrently; retry it."), status=409
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -62,8 +62,11 @@ def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False) -
             arrays = [[prepare(field, obj) for obj in objs] for field in fields]
             raw = _server_binding_cursor(connection)
             try:
-                raw.execute(sql, arrays)
-                written.update(row[0] for row in raw.fetchall())
+                # Database errors become Django's (IntegrityError, OperationalError...), as
+                # they would through the ORM, so callers can catch them the usual way.
+                with connection.wrap_database_errors:
+                    raw.execute(sql, arrays)
+                    written.update(row[0] for row in raw.fetchall())
             finally:
                 raw.close()
         else:
@@ -97,3 +100,8 @@ def _server_binding_cursor(connection):
 
     # Same connection, so the same transaction as everything else Django does.
     return psycopg.Cursor(connection.connection)
+
+
+def is_retryable_conflict(exc: Exception) -> bool:
+    """A deadlock or serialization failure: the transaction can simply be run again."""
+    return getattr(exc.__cause__, "sqlstate", None) in {"40P01", "40001"}

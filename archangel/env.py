@@ -51,7 +51,7 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 
 
 def env_choice(name: str, default: str, choices: set[str]) -> str:
-    value = env_str(name, default).lower()
+    value = env_str(name).lower() or default
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(sorted(choices))}, got {value!r}")
     return value
@@ -70,6 +70,7 @@ def env_url(name: str, schemes: set[str]) -> str:
     if parts.scheme not in schemes:
         allowed = ", ".join(sorted(f"{scheme}://" for scheme in schemes))
         raise ImproperlyConfigured(f"{name} must start with one of {allowed}, got scheme {parts.scheme!r}")
-    if not parts.hostname and parts.scheme not in {"sqlite"}:
+    # sqlite:///path, unix:///socket and postgres:///db (the local socket) need no host.
+    if not parts.hostname and parts.scheme in {"redis", "rediss"}:
         raise ImproperlyConfigured(f"{name} has no host name")
     return raw

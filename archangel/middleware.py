@@ -1,9 +1,12 @@
-"""Request body cap for the API, enforced before anything parses the body.
+"""API middleware: the request body cap, and the error envelope for errors that do not
+come from DRF views (Django's debug 404 page, a disallowed Host header...).
 
 Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not apply to DRF's JSON parsing
 (docs/reliability.md, "Webhooks"), so an oversized body is refused here from its
 Content-Length with a 413 in the API's error envelope.
 """
+
+from http import HTTPStatus
 
 from django.conf import settings
 
@@ -24,3 +27,39 @@ class BodySizeLimitMiddleware:
             if length > limit:
                 return json_error(413, "too_large", f"Request body is {length} bytes; the limit is {limit}.")
         return self.get_response(request)
+
+
+_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    429: "throttled",
+    500: "server_error",
+}
+
+
+class ApiErrorEnvelopeMiddleware:
+    """Any 4xx/5xx under /api/ that is not already JSON becomes the error envelope."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            status = response.status_code
+            code = _CODES.get(status, "error")
+            phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+            replacement = json_error(status, code, f"{phrase}.")
+            for header in ("Allow", "WWW-Authenticate", "Retry-After"):
+                if header in response:
+                    replacement[header] = response[header]
+            return replacement
+        return response

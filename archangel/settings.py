@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "archangel.middleware.ApiErrorEnvelopeMiddleware",
     "archangel.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -151,7 +152,8 @@ else:
 # (see docs/architecture in the README). Time limits stay below the outbox lease,
 # which stays below the broker's visibility timeout.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 120, minimum=5)
-CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 10 if CELERY_TASK_TIME_LIMIT > 20 else CELERY_TASK_TIME_LIMIT
+# The soft limit lets a job clean up before the hard kill: 10 s, or a fifth of short limits.
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - min(10, max(1, CELERY_TASK_TIME_LIMIT // 5))
 OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 180, minimum=10)
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
 if not CELERY_TASK_TIME_LIMIT < OUTBOX_LEASE_SECONDS < CELERY_VISIBILITY_TIMEOUT:
@@ -262,6 +264,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "archangel.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Proxies in front of gunicorn whose X-Forwarded-For is trusted for anonymous throttling.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 1 if PRODUCTION else 0, minimum=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Archangel API",
@@ -270,6 +274,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api",
+    # The schema and its UI need a login or a token like every other endpoint.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_AUTHENTICATION": [
+        "archangel.auth.CachedTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "tasks_app.status.TaskStatus",
         "BulkItemStatusEnum": ["created", "duplicate", "error"],
@@ -298,8 +308,9 @@ if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    # Preloading is hard to undo; it is on because `check --deploy` asks for it.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     # Health checks come from inside the network over plain HTTP.

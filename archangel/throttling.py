@@ -6,11 +6,14 @@ one atomic ``incr``.
 """
 
 import hashlib
+import logging
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
+
+log = logging.getLogger(__name__)
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -34,13 +37,17 @@ class TokenRateThrottle(BaseThrottle):
         window_start = int(now // self.window)
         self.reset_at = (window_start + 1) * self.window
         key = "throttle:" + hashlib.sha256(f"{ident}:{window_start}".encode()).hexdigest()[:32]
-        cache.add(key, 0, self.window + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, self.window + 1)
-            count = 1
         self.now = now
+        try:
+            cache.add(key, 0, self.window + 1)
+            try:
+                count = cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, self.window + 1)
+                count = 1
+        except Exception:  # noqa: BLE001 - fail open: a cache outage must not refuse every request
+            log.warning("throttle cache unavailable; request allowed")
+            return True
         return count <= self.limit
 
     def wait(self):

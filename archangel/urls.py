@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
-from django.views.defaults import page_not_found, server_error
+from django.views.defaults import bad_request, page_not_found, server_error
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -34,6 +34,12 @@ def handler404(request, exception=None):
     if _is_api(request):
         return JsonResponse(error_body(404, "not_found", f"No endpoint at {request.path}."), status=404)
     return page_not_found(request, exception)
+
+
+def handler400(request, exception=None):
+    if _is_api(request):
+        return JsonResponse(error_body(400, "bad_request", "Bad request."), status=400)
+    return bad_request(request, exception)
 
 
 def handler500(request):

@@ -25,6 +25,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 BENCH_DB = os.environ.get("BENCH_DATABASE", "archangel_bench")
+if not BENCH_DB.startswith("archangel_bench") or not BENCH_DB.replace("_", "").isalnum():
+    # The bench drops and re-creates this database: never let it name a real one.
+    raise SystemExit(f"BENCH_DATABASE must start with archangel_bench and be alphanumeric, got {BENCH_DB!r}")
 
 
 @dataclass

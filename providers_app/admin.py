@@ -30,8 +30,9 @@ class ProviderForm(forms.ModelForm):
             status = self.instance.secrets_set()
             for key in ALL_SECRET_KEYS:
                 if key in status:
-                    self.fields[f"secret_{key}"].help_text = ("Set. " if status[key] else "Not set. ") + (
-                        "Leave blank to keep the stored value."
+                    state = {True: "Set. ", False: "Not set. ", None: "Stored, but unreadable with the current keys. "}
+                    self.fields[f"secret_{key}"].help_text = (
+                        state[status[key]] + "Leave blank to keep the stored value."
                     )
 
     def clean(self):

@@ -27,6 +27,9 @@ def _nonempty_str(value: Any, max_length: int = 512) -> str | None:
         return "Must be a non-empty string."
     if len(value) > max_length:
         return f"Must be at most {max_length} characters."
+    # Control characters (NUL cannot even be stored in jsonb) and lone surrogates.
+    if any(ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        return "Must not contain control characters or invalid Unicode."
     return None
 
 
@@ -47,8 +50,8 @@ def _str_map(value: Any) -> str | None:
     if not isinstance(value, Mapping) or not value:
         return "Must be a non-empty object mapping names to strings."
     for key, item in value.items():
-        if not isinstance(key, str) or not isinstance(item, str) or not item.strip():
-            return "Every key and value must be a non-empty string."
+        if not isinstance(key, str) or not key.strip() or _nonempty_str(key) or _nonempty_str(item):
+            return "Every key and value must be a non-empty string without control characters."
     return None
 
 

@@ -64,9 +64,14 @@ class Provider(models.Model):
         """Plain and secret settings together, for the adapters."""
         return {**self.config, **self.secret_config()}
 
-    def secrets_set(self) -> dict[str, bool]:
-        """Which secret keys of this type hold a value (never the values themselves)."""
-        stored = self.secret_config()
+    def secrets_set(self) -> dict[str, bool | None]:
+        """Which secret keys of this type hold a value (never the values themselves);
+        ``None`` for each when the stored secrets cannot be decrypted with the keys
+        configured, so one provider's bad key never breaks a list of providers."""
+        try:
+            stored = self.secret_config()
+        except crypto.DecryptionError:
+            return dict.fromkeys(sorted(self.secret_keys))
         return {key: bool(stored.get(key)) for key in sorted(self.secret_keys)}
 
     def apply_config(self, changes: dict[str, Any]) -> None:

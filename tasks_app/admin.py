@@ -1,5 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 
+from archangel.errors import Conflict
+from tasks_app import services
 from tasks_app.models import Assignee, AssigneeIdentity, Client, IdempotencyRecord, Task
 
 
@@ -26,9 +29,16 @@ class TaskAdmin(admin.ModelAdmin):
     raw_id_fields = ["assignee", "client"]
     show_full_result_count = False
 
+    # Writes go through the services (normalization, transition rules, outbox events):
+    # the API, and the admin actions that call the same services. The admin never edits
+    # or deletes task rows directly; DELETE /api/tasks/{id} archives.
+    def has_add_permission(self, request):
+        return False
+
     def has_change_permission(self, request, obj=None):
-        # Changes go through the API's service (transition rules, outbox events); the admin
-        # actions of the ops console call the same services.
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -37,8 +47,37 @@ class IdentityInline(admin.TabularInline):
     extra = 1
 
 
+class DeleteThroughServiceMixin:
+    """Deleting goes through the service, which refuses while open tasks remain."""
+
+    delete_service = None
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_model(self, request, obj):
+        try:
+            type(self).delete_service(obj)
+        except Conflict as exc:
+            self.message_user(request, exc.message, level=messages.ERROR)
+            raise _Refused from None
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except _Refused:
+            return HttpResponseRedirect(request.path)
+
+
+class _Refused(Exception):
+    pass
+
+
 @admin.register(Assignee)
-class AssigneeAdmin(admin.ModelAdmin):
+class AssigneeAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
+    delete_service = staticmethod(lambda obj: services.assignee_delete(assignee=obj))
     list_display = ["name", "email", "capacity_hours_per_day", "timezone", "active"]
     list_filter = ["active"]
     search_fields = ["name", "email"]
@@ -46,7 +85,8 @@ class AssigneeAdmin(admin.ModelAdmin):
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(DeleteThroughServiceMixin, admin.ModelAdmin):
+    delete_service = staticmethod(lambda obj: services.client_delete(client=obj))
     list_display = ["name", "importance", "sla_hours", "preferred_provider"]
     search_fields = ["name"]
 

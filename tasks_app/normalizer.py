@@ -67,6 +67,18 @@ class NormalizationError(InvalidInput):
     """Invalid task input; ``fields`` maps each field to its messages."""
 
 
+_SURROGATES = "Contains characters that are not valid Unicode text (unpaired surrogates)."
+
+
+def _encodable(value: str) -> bool:
+    """JSON can carry lone surrogates (\\ud800) that no database or provider accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def clean_line(value: str) -> str:
     """One line of text: control characters dropped, whitespace collapsed and trimmed."""
     value = _CONTROL.sub("", value).replace("\r", " ").replace("\n", " ")
@@ -101,7 +113,10 @@ def parse_deadline(value: Any) -> dt.datetime | None:
             raise ValueError("Must be an ISO 8601 date-time (2026-12-01T17:00:00Z) or date (2026-12-01).")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
-    parsed = parsed.astimezone(dt.UTC)
+    try:
+        parsed = parsed.astimezone(dt.UTC)
+    except OverflowError:  # e.g. year 9999 with a negative offset
+        raise ValueError("Must be between 1970 and 2999.") from None
     if not DEADLINE_MIN <= parsed <= DEADLINE_MAX:
         raise ValueError("Must be between 1970 and 2999.")
     return parsed
@@ -193,6 +208,8 @@ def normalize_task(raw: Any, *, partial: bool = False) -> dict[str, Any]:
         value = raw["title"]
         if not isinstance(value, str):
             errors["title"] = ["Must be a string."]
+        elif not _encodable(value):
+            errors["title"] = [_SURROGATES]
         else:
             title = clean_line(value)
             if not title:
@@ -210,6 +227,8 @@ def normalize_task(raw: Any, *, partial: bool = False) -> dict[str, Any]:
             out["description"] = ""
         elif not isinstance(value, str):
             errors["description"] = ["Must be a string."]
+        elif not _encodable(value):
+            errors["description"] = [_SURROGATES]
         else:
             description = clean_text(value)
             if len(description) > DESCRIPTION_MAX:

@@ -11,11 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from archangel.db import insert_rows
-from archangel.errors import Conflict, InvalidInput
+from archangel.db import insert_rows, is_retryable_conflict
+from archangel.errors import Conflict, InvalidInput, NotFound
 from outbox_app.models import OutboxEvent
 from outbox_app.services import EventSpec, outbox_enqueue_many
 from providers_app.models import Provider
@@ -186,15 +187,15 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
     now = timezone.now()
     candidates = [(index, _new_task(data, source=source, now=now)) for index, data in valid if index not in results]
 
-    # A concurrent request may create the same task between our duplicate check and our
-    # insert; the partial unique index then refuses ours and we look again.
+    # A row skipped as a duplicate whose twin closed before we could read it, or a
+    # deadlock with a concurrent request: undo this attempt and run it again.
     for attempt in range(3):
         try:
             with transaction.atomic():
                 created = _insert_new(candidates, results)
             break
-        except IntegrityError:
-            if attempt == 2:
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == 2 or (isinstance(exc, OperationalError) and not is_retryable_conflict(exc)):
                 raise
     for index, task in created:
         results[index] = ItemResult(index, "created", task=task)
@@ -215,7 +216,10 @@ def _insert_new(candidates: list[tuple[int, Task]], results: dict[int, ItemResul
             repeats.append((index, task.fingerprint))
         else:
             first[task.fingerprint] = (index, task)
-    written = insert_rows([task for _, task in first.values()], skip_conflicts=True)
+    # Inserted in fingerprint order: two requests that share tasks then wait for each
+    # other's rows in the same order and cannot deadlock.
+    ordered = sorted((task for _, task in first.values()), key=lambda task: task.fingerprint)
+    written = insert_rows(ordered, skip_conflicts=True)
     skipped = {task.fingerprint for _, task in first.values() if task.pk not in written}
     twins: dict[str, Task] = {}
     if skipped:
@@ -248,42 +252,69 @@ def task_create(*, data: Any, source: str = Task.Source.API) -> tuple[Task, bool
 # --- update and archive ------------------------------------------------------------------------
 
 
-def task_update(*, task_id: uuid.UUID, data: Any, partial: bool) -> Task:
+def _locked_task(task_id: Any) -> Task:
+    # Row lock: concurrent updates of one task apply one after the other, and each
+    # gets its own version (the order its outbox events are delivered in).
+    try:
+        return Task.objects.select_for_update().get(pk=task_id)
+    except (Task.DoesNotExist, ValueError, DjangoValidationError):
+        raise NotFound("No task with this id.") from None
+
+
+def task_update(*, task_id: Any, data: Any, partial: bool) -> Task:
     """Apply a PUT (``partial=False``: title required) or PATCH to a task.
 
-    Status changes follow the transition table; setting an assignee on a pending
-    task makes it assigned, removing it from an assigned task makes it pending.
-    A change that changes nothing writes nothing.
+    Fields a PUT leaves out keep their values (DRF's convention). Status changes
+    follow the transition table; setting an assignee on a pending task makes it
+    assigned, removing it from an assigned task makes it pending. A change that
+    changes nothing writes nothing; a change no provider can see (the client, say)
+    writes the task but no outbox event.
     """
     changes = normalizer.normalize_task(data, partial=partial)
     with transaction.atomic():
-        # Row lock: concurrent updates of one task apply one after the other, and
-        # each gets its own version (the order its outbox events are delivered in).
-        task = Task.objects.select_for_update().get(pk=task_id)
+        task = _locked_task(task_id)
         if task.status == TaskStatus.ARCHIVED:
             raise Conflict("An archived task cannot be changed.", details={"status": task.status, "allowed": []})
         if "provider" in changes and changes["provider"] != task.provider_id:
             raise InvalidInput({"provider": ["Cannot be changed after creation; reroute the task instead."]})
-        ref_errors = _check_references([(0, {k: v for k, v in changes.items() if k in ("assignee", "client")})])
+        # Only references that change are checked, so sending a task back as it was read
+        # works even if its assignee has been deactivated since.
+        new_refs = {
+            k: changes[k] for k in ("assignee", "client") if k in changes and changes[k] != getattr(task, f"{k}_id")
+        }
+        ref_errors = _check_references([(0, new_refs)])
         if ref_errors:
             raise InvalidInput(ref_errors[0])
+        return _save_changes(task, changes)
 
-        old_status = task.status
-        changed = _apply_changes(task, changes)
-        if not changed:
+
+def task_archive(*, task_id: Any) -> Task:
+    """Archive a task (DELETE /api/tasks/{id}): the row stays. Archiving twice is a no-op."""
+    with transaction.atomic():
+        task = _locked_task(task_id)
+        if task.status == TaskStatus.ARCHIVED:
             return task
-        task.version += 1
-        try:
-            with transaction.atomic():
-                task.save()
-        except IntegrityError:
-            twin = (
-                Task.objects.filter(fingerprint=task.fingerprint).exclude(status__in=CLOSED).exclude(pk=task.pk).first()
-            )
-            raise Conflict(
-                "An open task with the same title, client and deadline day already exists.",
-                details={"duplicate_of": str(twin.pk) if twin else None},
-            ) from None
+        return _save_changes(task, {"status": TaskStatus.ARCHIVED})
+
+
+def _save_changes(task: Task, changes: dict[str, Any]) -> Task:
+    old_status = task.status
+    changed = _apply_changes(task, changes)
+    if not changed:
+        return task
+    task.version += 1
+    try:
+        with transaction.atomic():
+            task.save()
+    except IntegrityError:
+        twin = Task.objects.filter(fingerprint=task.fingerprint).exclude(status__in=CLOSED).exclude(pk=task.pk).first()
+        if twin is None:
+            raise
+        raise Conflict(
+            "An open task with the same title, client and deadline day already exists.",
+            details={"duplicate_of": str(twin.pk)},
+        ) from None
+    if changed & set(SYNCED_FIELDS):
         outbox_enqueue_many(events=_events_for([(task, old_status)]))
     return task
 
@@ -318,11 +349,15 @@ def _apply_changes(task: Task, changes: dict[str, Any]) -> set[str]:
                 f"Cannot move a task from {task.status} to {target}.",
                 details={"status": task.status, "allowed": allowed_targets(task.status)},
             )
-        if target == TaskStatus.ASSIGNED and not task.assignee_id:
-            raise InvalidInput({"status": ["An assigned task needs an assignee."]})
         put("status", target)
-        task.last_progress_at = now
-        task.completed_at = now if target == TaskStatus.COMPLETED else None
+        if target == TaskStatus.COMPLETED:
+            task.completed_at = now
+        elif target != TaskStatus.ARCHIVED:
+            task.completed_at = None  # reopened; archiving keeps the completion on record
+        if target != TaskStatus.ARCHIVED:
+            task.last_progress_at = now
+    if task.status == TaskStatus.ASSIGNED and not task.assignee_id:
+        raise InvalidInput({"status": ["An assigned task needs an assignee."]})
 
     if "effort_hours" in changes and changes["effort_hours"] is not None:
         put("effort_hours", changes["effort_hours"])
@@ -334,20 +369,6 @@ def _apply_changes(task: Task, changes: dict[str, Any]) -> set[str]:
     if changed & {"title", "client_id", "deadline"}:
         task.fingerprint = normalizer.fingerprint(title=task.title, client_id=task.client_id, deadline=task.deadline)
     return changed
-
-
-def task_archive(*, task_id: uuid.UUID) -> Task:
-    """Archive a task (DELETE /api/tasks/{id}): the row stays. Archiving twice is a no-op."""
-    with transaction.atomic():
-        task = Task.objects.select_for_update().get(pk=task_id)
-        if task.status == TaskStatus.ARCHIVED:
-            return task
-        old_status = task.status
-        task.status = TaskStatus.ARCHIVED
-        task.version += 1
-        task.save(update_fields=["status", "version", "updated_at"])
-        outbox_enqueue_many(events=_events_for([(task, old_status)]))
-    return task
 
 
 # --- assignees and clients -------------------------------------------------------------------

@@ -53,3 +53,38 @@ def test_request_user_is_the_token_owner(token, user):
     for _ in range(2):  # uncached, then cached
         found, auth = CachedTokenAuthentication().authenticate(request)
         assert found.pk == user.pk and found.username == "alice" and auth.key == token.key
+
+
+def test_a_stale_entry_cached_during_the_change_is_dropped_when_it_commits(
+    token, user, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+    from django.db import transaction
+
+    from archangel.auth import _cache_key
+
+    client = client_for(token.key)
+    assert client.get("/api/tasks").status_code == 200
+    stale = cache.get(_cache_key(token.key))
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        user.is_active = False
+        user.save()
+        cache.set(_cache_key(token.key), stale, 60)  # a racing request re-caching the old row
+    assert_envelope(client.get("/api/tasks"), 401, "authentication_failed")
+
+
+def test_deleting_the_operators_group_takes_the_role_away_at_once(db):
+    import io
+
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    from tests.factories import PROVIDER_CONFIGS
+
+    out = io.StringIO()
+    call_command("create_api_token", "ops", "--role", "operator", stdout=out)
+    client = client_for(out.getvalue().strip())
+    body = {"name": "p", "type": "todoist", "config": PROVIDER_CONFIGS["todoist"]}
+    assert client.post("/api/providers", body).status_code == 201
+    Group.objects.get(name="operators").delete()
+    assert_envelope(client.post("/api/providers", {**body, "name": "q"}), 403, "permission_denied")

@@ -4,7 +4,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from archangel.api import error_responses
+from archangel.api import UUID_PATTERN, error_responses
 from archangel.permissions import IsOperator
 from providers_app import services
 from providers_app.api.serializers import ProviderHealthSerializer, ProviderSerializer
@@ -40,7 +40,7 @@ class ProviderViewSet(
     filterset_fields = ["type", "health_status"]
     ordering_fields = ["name", "created_at"]
     ordering = ["name"]
-    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    lookup_value_regex = UUID_PATTERN
 
     def perform_create(self, serializer):
         data = serializer.validated_data

@@ -5,8 +5,8 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from archangel.api import error_responses
-from archangel.errors import InvalidInput, NotFound
+from archangel.api import UUID_PATTERN, error_responses
+from archangel.errors import InvalidInput
 from tasks_app import services
 from tasks_app.api.filters import AssigneeFilter, ClientFilter, TaskFilter
 from tasks_app.api.serializers import (
@@ -21,7 +21,6 @@ from tasks_app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from tasks_app.idempotency import idempotent
 from tasks_app.models import Assignee, Client, Task
 
-UUID_PATTERN = "[0-9a-fA-F-]{36}"
 DUPLICATE_HEADER = "X-Archangel-Duplicate"
 
 _idempotency_param = OpenApiParameter(
@@ -76,7 +75,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return idempotent(request, handler)
 
     @extend_schema(
-        summary="Replace a task's fields",
+        summary="Update a task (title required; fields left out keep their values)",
         request=TaskWriteSerializer,
         responses={200: TaskSerializer, **error_responses(400, 401, 404, 409)},
     )
@@ -92,18 +91,12 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return self._update(request, pk, partial=True)
 
     def _update(self, request, pk, *, partial):
-        try:
-            task = services.task_update(task_id=pk, data=request.data, partial=partial)
-        except Task.DoesNotExist:
-            raise NotFound("No task with this id.") from None
+        task = services.task_update(task_id=pk, data=request.data, partial=partial)
         return Response(TaskSerializer(task).data)
 
     @extend_schema(summary="Archive a task (the row is kept)", responses={204: None, **error_responses(401, 404)})
     def destroy(self, request, pk=None):
-        try:
-            services.task_archive(task_id=pk)
-        except Task.DoesNotExist:
-            raise NotFound("No task with this id.") from None
+        services.task_archive(task_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -124,6 +117,9 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         items = body.get("tasks") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             raise InvalidInput({"tasks": ["Must be a non-empty list of tasks."]})
+        unknown = sorted(set(body) - {"tasks"})
+        if unknown:
+            raise InvalidInput({name: ["Unknown field."] for name in unknown})
         limit = settings.ARCHANGEL["BULK_MAX_ITEMS"]
         if len(items) > limit:
             raise InvalidInput({"tasks": [f"At most {limit} tasks per request; got {len(items)}."]})

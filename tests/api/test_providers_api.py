@@ -114,7 +114,7 @@ def test_a_patch_that_would_remove_a_required_secret_is_refused(operator_api):
 def test_type_cannot_change_and_health_is_read_only(operator_api):
     provider = make_provider("clickup")
     assert_envelope(operator_api.patch(f"/api/providers/{provider.pk}", {"type": "todoist"}), 400, "invalid", "type")
-    operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "down"})
+    assert operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "down"}).status_code == 200
     provider.refresh_from_db()
     assert provider.health_status == "active"
 
@@ -139,3 +139,24 @@ def test_secrets_do_not_leak_into_validation_errors(operator_api):
     assert "pk_new_secret" not in json.dumps(response.json())
     provider.refresh_from_db()
     assert provider.secret_config()["api_token"] == "pk_test_clickup_token"
+
+
+def test_a_provider_whose_secrets_cannot_be_decrypted_does_not_break_the_list(operator_api, settings):
+    from cryptography.fernet import Fernet
+
+    make_provider("todoist")
+    settings.ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key is gone
+    make_provider("clickup", name="fresh")
+    response = operator_api.get("/api/providers")
+    assert response.status_code == 200
+    configs = {p["name"]: p["config"] for p in response.json()["results"]}
+    assert configs["todoist-1"]["api_token"] == {"set": None}
+    assert configs["fresh"]["api_token"] == {"set": True}
+
+
+def test_control_characters_in_config_values_are_refused(operator_api):
+    response = operator_api.post(
+        "/api/providers", {"name": "nul", "type": "todoist", "config": {"api_token": "t", "project_id": "a\u0000b"}}
+    )
+    assert_envelope(response, 400, "invalid", "config.project_id")
+    assert Provider.objects.count() == 0
