@@ -15,6 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from archangel.env import env_bool, env_choice, env_int, env_list, env_str, env_url
+from archangel.logging import log_format, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Run-time state of the embedded mode (SQLite file, broker folders, cache, mail); git-ignored.
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First of ours, so every later log line of the request carries its id.
+    "archangel.logging.RequestIdMiddleware",
     "archangel.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -305,12 +308,8 @@ if PRODUCTION:
     # Health checks come from inside the network over plain HTTP.
     SECURE_REDIRECT_EXEMPT = [r"^api/health$"]
 
+# --- Logs ---------------------------------------------------------------------------------------
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", {"debug", "info", "warning", "error"}).upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# JSON lines in production (LOG_FORMAT=json|text overrides), secrets masked in both (archangel/logging.py).
+LOG_FORMAT = log_format(PRODUCTION)
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
