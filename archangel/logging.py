@@ -56,7 +56,12 @@ def logging_config(*, level: str, fmt: str) -> dict:
             }
         },
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {"django.db.backends": {"level": "WARNING"}},
+        "loggers": {
+            # Django's default config gives "django" its own console handler (with DEBUG on),
+            # which would print every request error a second time, unformatted and unmasked.
+            "django": {"handlers": [], "level": "INFO" if level == "DEBUG" else level, "propagate": True},
+            "django.db.backends": {"level": "WARNING"},
+        },
     }
 
 
