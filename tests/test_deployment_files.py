@@ -195,6 +195,11 @@ def test_grafana_provisions_the_data_sources_and_the_dashboard_uses_them():
         assert panel["targets"] and all(t["expr"].count("(") == t["expr"].count(")") for t in panel["targets"])
 
 
+def test_every_alert_has_a_runbook_entry_in_the_operations_docs():
+    headings = re.findall(r"^### (\w+)$", (ROOT / "docs" / "operations.md").read_text(), flags=re.MULTILINE)
+    assert {rule["alert"] for rule in alert_rules()} <= set(headings)
+
+
 PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
 
 
