@@ -14,6 +14,7 @@ from outbox_app.services import EventSpec, outbox_enqueue_many
 from providers_app.models import Provider
 from tests.processes import free_port, run_python
 from tests.test_settings_env import PRODUCTION, run_manage
+from tests.test_settings_env import test_a_bad_value_stops_start_up_naming_the_variable as assert_start_up_refuses
 
 PRIVATE = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"]
 TOKEN = "m" * 40
@@ -227,9 +228,7 @@ def test_production_restricts_metrics_to_private_networks_by_default():
     ],
 )
 def test_a_bad_observability_setting_stops_start_up_naming_the_variable(env, named):
-    result = run_manage("check", **env)
-    assert result.returncode != 0
-    assert named in result.stderr.strip().splitlines()[-1]
+    assert_start_up_refuses(env, named)
 
 
 # --- Several processes ------------------------------------------------------------------------------
