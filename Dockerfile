@@ -13,5 +13,6 @@ RUN DJANGO_ENV=development ARCHANGEL_VAR_DIR=/app/var python manage.py collectst
     && useradd --system --uid 10001 archangel && chown -R archangel /app/var
 USER archangel
 
-EXPOSE 8000
-CMD ["gunicorn", "archangel.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+# 8000: the API (gunicorn); 9808: a Celery worker's metrics (CELERY_METRICS_PORT).
+EXPOSE 8000 9808
+CMD ["gunicorn", "-c", "python:archangel.gunicorn_conf", "archangel.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]

@@ -4,6 +4,9 @@ import os
 
 from celery import Celery
 
+# Connects the worker's observability handlers: metrics exporter, job timings, logs, tracing.
+from archangel import celery_signals  # noqa: F401
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "archangel.settings")
 
 app = Celery("archangel")

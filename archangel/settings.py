@@ -8,6 +8,8 @@ Every variable is listed in ``.env.example`` and in the README.
 
 import base64
 import hashlib
+import ipaddress
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from archangel.env import env_bool, env_choice, env_int, env_list, env_str, env_url
+from archangel.logging import log_format, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Run-time state of the embedded mode (SQLite file, broker folders, cache, mail); git-ignored.
@@ -64,6 +67,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First of ours, so every later log line of the request carries its id.
+    "archangel.logging.RequestIdMiddleware",
     "archangel.middleware.ApiErrorEnvelopeMiddleware",
     "archangel.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -313,15 +318,39 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    # Health checks come from inside the network over plain HTTP.
-    SECURE_REDIRECT_EXEMPT = [r"^api/health$"]
+    # Health checks and Prometheus scrapes come from inside the network over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^api/health$", r"^metrics$"]
+
+# --- Observability: metrics, tracing, logs (docs/operations.md) ------------------------------
+# Who may read /metrics (archangel/metrics_view.py): clients in these networks (comma-separated
+# CIDRs; "*" = anyone) that did not come through a proxy, or anyone with METRICS_TOKEN as a bearer
+# token. Production defaults to the private networks Prometheus scrapes from; development is open.
+_PRIVATE_NETWORKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1/128", "fc00::/7"]
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", _PRIVATE_NETWORKS if PRODUCTION else ["*"])
+if "*" in METRICS_ALLOWED_NETWORKS:
+    METRICS_ALLOWED_NETWORKS = None
+else:
+    for _network in METRICS_ALLOWED_NETWORKS:
+        try:
+            ipaddress.ip_network(_network)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"METRICS_ALLOWED_NETWORKS must be comma-separated networks such as 10.0.0.0/8 (or *), got {_network!r}"
+            ) from None
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 32 characters (or empty)")
+# Each Celery worker serves its metrics on this port (0 turns it off); see archangel/celery_signals.py.
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 9808, minimum=0)
+# The worker exporter has no access control: in containers it listens on the private network
+# Prometheus scrapes from; elsewhere only on the loopback interface.
+CELERY_METRICS_ADDRESS = env_str("CELERY_METRICS_ADDRESS", "0.0.0.0" if PRODUCTION else "127.0.0.1")  # noqa: S104
+# prometheus_client's multiprocess mode (gunicorn workers, Celery pool children) writes to this
+# folder; it must exist before the first metric is created, which happens during Django's setup.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "info", {"debug", "info", "warning", "error"}).upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# JSON lines in production (LOG_FORMAT=json|text overrides), secrets masked in both (archangel/logging.py).
+LOG_FORMAT = log_format(PRODUCTION)
+LOGGING = logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from archangel.api import error_body
+from archangel.metrics_view import metrics_view
 from providers_app.api.views import ProviderViewSet
 from tasks_app.api.health import HealthView
 from tasks_app.api.views import AssigneeViewSet, ClientViewSet, TaskViewSet
@@ -22,7 +23,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include(router.urls)),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    # django-prometheus's metrics plus the domain and outbox metrics, restricted in production.
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 
