@@ -1,0 +1,1 @@
+"""Provider adapters: one per provider type behind the interface in ``base.py``."""
