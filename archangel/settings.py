@@ -306,6 +306,9 @@ ARCHANGEL = {
     # Largest API request body; a bulk request of 1,000 ordinary tasks is about 200 KB.
     "MAX_BODY_BYTES": env_int("ARCHANGEL_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024),
 }
+# A provider base_url on a loopback/private/non-public address is refused (SSRF) unless this is
+# set; `make run` sets it because the demo's provider sandbox listens on 127.0.0.1.
+ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS", default=False)
 
 # --- Production hardening ----------------------------------------------------------------
 if PRODUCTION:

@@ -43,7 +43,16 @@ def _url(value: Any) -> str | None:
         return "Must be a valid URL."
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "Must be an http(s) URL with a host."
+    if parts.username or parts.password:
+        return "Must not carry credentials; secrets belong in the secret keys."
     return None
+
+
+def _provider_url(value: Any) -> str | None:
+    """A provider API root or callback: a valid URL that does not point into our own network."""
+    from providers_app.netguard import private_url_problem
+
+    return _url(value) or private_url_problem(value)
 
 
 def _str_map(value: Any) -> str | None:
@@ -82,7 +91,7 @@ SPECS: dict[str, ConfigSpec] = {
             "team_id": _nonempty_str,
             "webhook_secret": _nonempty_str,
             "webhook_id": _nonempty_str,
-            "base_url": _url,
+            "base_url": _provider_url,
             # our status -> the ClickUp status name of the list (names are per list).
             "status_map": _str_map,
             # 100/min on Free, Unlimited and Business; 1,000 Business Plus; 10,000 Enterprise.
@@ -104,7 +113,7 @@ SPECS: dict[str, ConfigSpec] = {
             # Stored verbatim: Trello signs body + the callback URL exactly as registered.
             "callback_url": _url,
             "webhook_id": _nonempty_str,
-            "base_url": _url,
+            "base_url": _provider_url,
         },
     ),
     TODOIST: ConfigSpec(
@@ -115,7 +124,7 @@ SPECS: dict[str, ConfigSpec] = {
             "project_id": _nonempty_str,
             "client_secret": _nonempty_str,
             "user_id": _nonempty_str,
-            "base_url": _url,
+            "base_url": _provider_url,
         },
     ),
 }
