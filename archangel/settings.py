@@ -16,8 +16,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from archangel.env import env_bool, env_choice, env_int, env_list, env_str, env_url
+from archangel.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
 from archangel.logging import log_format, logging_config
+from tasks_app import scoring as _scoring
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Run-time state of the embedded mode (SQLite file, broker folders, cache, mail); git-ignored.
@@ -309,6 +310,19 @@ ARCHANGEL = {
 # A provider base_url on a loopback/private/non-public address is refused (SSRF) unless this is
 # set; `make run` sets it because the demo's provider sandbox listens on 127.0.0.1.
 ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS", default=False)
+
+# The score's weights (tasks_app/scoring.py): one variable per factor, each non-negative,
+# together summing to 1. Checked here so a bad value stops start-up, not the first request.
+_SCORE_WEIGHT_VARS = {name: f"ARCHANGEL_SCORE_WEIGHT_{name.upper()}" for name in _scoring.FACTORS}
+SCORE_WEIGHTS = {
+    name: env_float(var, _scoring.DEFAULT_WEIGHTS[name], minimum=0) for name, var in _SCORE_WEIGHT_VARS.items()
+}
+if abs(sum(SCORE_WEIGHTS.values()) - 1) > 1e-6:
+    raise ImproperlyConfigured(
+        f"{' + '.join(_SCORE_WEIGHT_VARS.values())} must sum to 1, got {sum(SCORE_WEIGHTS.values()):g} "
+        f"({', '.join(f'{var}={SCORE_WEIGHTS[name]:g}' for name, var in _SCORE_WEIGHT_VARS.items())})"
+    )
+SCORE_WEIGHTS = _scoring.validate_weights(SCORE_WEIGHTS)
 
 # --- Production hardening ----------------------------------------------------------------
 if PRODUCTION:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
@@ -20,7 +21,7 @@ from archangel.errors import Conflict, InvalidInput, NotFound
 from outbox_app.models import OutboxEvent
 from outbox_app.services import EventSpec, outbox_enqueue_many
 from providers_app.models import Provider
-from tasks_app import normalizer
+from tasks_app import normalizer, scoring
 from tasks_app.models import Assignee, AssigneeIdentity, Client, Task
 from tasks_app.normalizer import NormalizationError
 from tasks_app.status import CLOSED, INITIAL, TaskStatus, allowed_targets, can_transition
@@ -99,15 +100,28 @@ def _events_for(changes: list[tuple[Task, str | None]]) -> list[EventSpec]:
 # --- references ------------------------------------------------------------------------------
 
 
-def _check_references(items: list[tuple[int, dict]]) -> dict[int, dict[str, list[str]]]:
-    """Look up every assignee, client and provider id the items name, three queries at most."""
+@dataclass(frozen=True)
+class ClientInfo:
+    importance: Any
+    sla_hours: int | None
+    preferred_provider_id: uuid.UUID | None
+
+
+def _check_references(
+    items: list[tuple[int, dict]], client_info: dict | None = None
+) -> dict[int, dict[str, list[str]]]:
+    """Look up every assignee, client and provider id the items name, three queries at most.
+    ``client_info``, when given, is filled with the :class:`ClientInfo` of every client found."""
     wanted = {name: {d[name] for _, d in items if d.get(name)} for name in ("assignee", "client", "provider")}
     found: dict[str, dict] = {"assignee": {}, "client": {}, "provider": {}}
     if wanted["assignee"]:
         found["assignee"] = dict(Assignee.objects.filter(id__in=wanted["assignee"]).values_list("id", "active"))
     if wanted["client"]:
-        clients = Client.objects.filter(id__in=wanted["client"]).values_list("id", flat=True)
-        found["client"] = dict.fromkeys(clients, True)
+        # What scoring and routing need of the client comes with the existence check.
+        clients = Client.objects.filter(id__in=wanted["client"]).values_list(
+            "id", "importance", "sla_hours", "preferred_provider_id"
+        )
+        found["client"] = {row[0]: ClientInfo(*row[1:]) for row in clients}
     if wanted["provider"]:
         found["provider"] = dict(Provider.objects.filter(id__in=wanted["provider"]).values_list("id", "health_status"))
     errors: dict[int, dict[str, list[str]]] = {}
@@ -122,13 +136,34 @@ def _check_references(items: list[tuple[int, dict]]) -> dict[int, dict[str, list
                 errors.setdefault(index, {})[name] = ["This assignee is inactive."]
             elif name == "provider" and found[name][value] == Provider.Health.DISABLED:
                 errors.setdefault(index, {})[name] = ["This provider is disabled."]
+    if client_info is not None:
+        client_info.update(found["client"])
     return errors
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def score_input(task: Task, client: ClientInfo | Client | None) -> scoring.ScoreInput:
+    return scoring.ScoreInput(
+        created_at=task.created_at,
+        deadline=task.deadline,
+        priority=task.priority,
+        effort_hours=float(task.effort_hours) if task.effort_hours is not None else None,
+        client_importance=float(client.importance) if client is not None else None,
+        client_sla_hours=client.sla_hours if client is not None else None,
+        last_progress_at=task.last_progress_at,
+    )
+
+
+def _score(task: Task, client: ClientInfo | Client | None, now: dt.datetime) -> None:
+    task.score, task.score_breakdown = scoring.score(score_input(task, client), now, settings.SCORE_WEIGHTS)
 
 
 # --- create --------------------------------------------------------------------------------
 
 
-def _new_task(data: dict, *, source: str, now: dt.datetime) -> Task:
+def _new_task(data: dict, *, source: str, now: dt.datetime, client: ClientInfo | None = None) -> Task:
     assignee = data.get("assignee")
     status = data.get("status") or (TaskStatus.ASSIGNED if assignee else TaskStatus.PENDING)
     priority = data.get("priority", Task.Priority.NORMAL)
@@ -154,6 +189,7 @@ def _new_task(data: dict, *, source: str, now: dt.datetime) -> Task:
         updated_at=now,
     )
     task.fingerprint = normalizer.fingerprint(title=task.title, client_id=task.client_id, deadline=task.deadline)
+    _score(task, client, now)
     return task
 
 
@@ -182,10 +218,15 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
         else:
             valid.append((index, data))
 
-    for index, errors in _check_references(valid).items():
+    clients: dict[uuid.UUID, ClientInfo] = {}
+    for index, errors in _check_references(valid, clients).items():
         results[index] = ItemResult(index, "error", errors=errors)
     now = timezone.now()
-    candidates = [(index, _new_task(data, source=source, now=now)) for index, data in valid if index not in results]
+    candidates = [
+        (index, _new_task(data, source=source, now=now, client=clients.get(data.get("client"))))
+        for index, data in valid
+        if index not in results
+    ]
 
     # A row skipped as a duplicate whose twin closed before we could read it, or a
     # deadlock with a concurrent request: undo this attempt and run it again.
@@ -303,6 +344,8 @@ def _save_changes(task: Task, changes: dict[str, Any]) -> Task:
     if not changed:
         return task
     task.version += 1
+    # Any change rescores (the clock moved too); the beat job keeps untouched tasks current.
+    _score(task, task.client if task.client_id else None, timezone.now())
     try:
         with transaction.atomic():
             task.save()
@@ -414,3 +457,82 @@ def assignee_delete(*, assignee: Assignee) -> None:
 
 def client_delete(*, client: Client) -> None:
     _delete_unless_open_tasks(client, "client")
+
+
+# --- bulk rescoring ----------------------------------------------------------------------------
+
+RESCORE_BATCH = 5000
+
+
+def tasks_rescore_open(*, now: dt.datetime | None = None, batch_size: int = RESCORE_BATCH) -> int:
+    """Recompute the score of every open task (time alone moves urgency, freshness, SLA
+    pressure and progress); returns how many rows changed.
+
+    Keyset batches of ``batch_size``: one SELECT (task and client columns) and one
+    ``UPDATE ... FROM unnest(...)`` per batch, each batch its own short transaction, so
+    the job never holds many row locks at once. A row is only written when its score or
+    breakdown changed, and only if its ``version`` is still the one read: a task changed
+    meanwhile was already rescored by ``task_update`` and is left alone. ``updated_at`` and
+    ``version`` are not touched: a new score is not a change a provider sees.
+    """
+    now = now or timezone.now()
+    weights = settings.SCORE_WEIGHTS
+    last_id = None
+    changed = 0
+    columns = (
+        "id", "version", "created_at", "deadline", "priority", "effort_hours", "last_progress_at",
+        "client__importance", "client__sla_hours",
+    )  # fmt: skip
+    while True:
+        rows = Task.objects.exclude(status__in=CLOSED).order_by("id")
+        if last_id is not None:
+            rows = rows.filter(id__gt=last_id)
+        batch = list(rows.values_list(*columns)[:batch_size])
+        if not batch:
+            return changed
+        last_id = batch[-1][0]
+        updates = []
+        for task_id, version, created_at, deadline, priority, effort, progress, importance, sla in batch:
+            value, breakdown = scoring.score(
+                scoring.ScoreInput(
+                    created_at=created_at,
+                    deadline=deadline,
+                    priority=priority,
+                    effort_hours=float(effort) if effort is not None else None,
+                    client_importance=float(importance) if importance is not None else None,
+                    client_sla_hours=sla,
+                    last_progress_at=progress,
+                ),
+                now,
+                weights,
+            )
+            updates.append((task_id, version, value, breakdown))
+        changed += _write_scores(updates)
+
+
+def _write_scores(updates: list[tuple[uuid.UUID, int, float, dict]]) -> int:
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        # Portable path (SQLite in development): per-row conditional updates in one transaction.
+        count = 0
+        with transaction.atomic():
+            for task_id, version, value, breakdown in updates:
+                count += Task.objects.filter(id=task_id, version=version).update(score=value, score_breakdown=breakdown)
+        return count
+    import json
+
+    sql = (
+        "UPDATE tasks_app_task AS t SET score = v.score, score_breakdown = v.breakdown "
+        "FROM unnest(%s::uuid[], %s::int[], %s::float8[], %s::jsonb[]) AS v(id, version, score, breakdown) "
+        "WHERE t.id = v.id AND t.version = v.version "
+        "AND (t.score IS DISTINCT FROM v.score OR t.score_breakdown IS DISTINCT FROM v.breakdown)"
+    )
+    params = [
+        [u[0] for u in updates],
+        [u[1] for u in updates],
+        [u[2] for u in updates],
+        [json.dumps(u[3]) for u in updates],
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
