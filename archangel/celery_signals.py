@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = "archangel-worker"
 
 # Per running job (keyed by Celery task id): when it started and its log-context token.
-_running: dict[str, tuple[float, object]] = {}
+_running: dict[str, tuple[float, object, object]] = {}
 
 
 def _pool_forks(worker) -> bool:
@@ -109,17 +109,24 @@ def finish_worker(**kwargs):
 
 @task_prerun.connect
 def job_started(task_id=None, task=None, **kwargs):
-    _running[task_id] = (time.perf_counter(), push_log_context(celery_task_id=task_id))
+    from archangel.audit.context import push_actor
+
+    # Writes a job makes are audited as the job's (archangel/audit).
+    actor = push_actor(f"job:{getattr(task, 'name', 'unknown')}", "job")
+    _running[task_id] = (time.perf_counter(), push_log_context(celery_task_id=task_id), actor)
 
 
 @task_postrun.connect
 def job_finished(task_id=None, task=None, state=None, **kwargs):
     from archangel import metrics
+    from archangel.audit.context import pop_actor
 
-    started, token = _running.pop(task_id, (None, None))
+    started, token, actor = _running.pop(task_id, (None, None, None))
     if token is not None:
         # ValueError: the token was set in another context (a pool that switches contexts): nothing to undo.
         with contextlib.suppress(ValueError):
             pop_log_context(token)
+        with contextlib.suppress(ValueError):
+            pop_actor(actor)
     if started is not None:
         metrics.observe_celery_task(getattr(task, "name", "unknown"), state or "unknown", time.perf_counter() - started)

@@ -16,6 +16,11 @@ import uuid
 from collections.abc import Sequence
 
 from django.db import connections, models, router
+from django.dispatch import Signal
+
+# Sent with the rows insert_rows actually wrote (sender = the model), since a raw INSERT
+# fires no post_save: the audit log listens.
+rows_inserted = Signal()
 
 # PostgreSQL accepts 65,535 bind parameters per statement; SQLite 32,766.
 MAX_PARAMS = 30_000
@@ -82,6 +87,8 @@ def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False) -
         if obj.pk in written:
             obj._state.adding = False
             obj._state.db = connection.alias
+    if written and rows_inserted.has_listeners(model):
+        rows_inserted.send(sender=model, objs=[obj for obj in objs if obj.pk in written])
     return written
 
 

@@ -56,3 +56,12 @@ class IsOperator(RolePermission):
         if not super().has_permission(request, view):
             return False
         return request.method in SAFE_METHODS or user_role(request.user) == "operator"
+
+
+class OperatorOnly(RolePermission):
+    """Operators only, reads included (the audit log names people and what they did)."""
+
+    message = "Only operators may do this."
+
+    def has_permission(self, request, view):
+        return super().has_permission(request, view) and user_role(request.user) == "operator"

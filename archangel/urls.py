@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from archangel.api import error_body
+from archangel.audit.api import AuditViewSet
 from archangel.metrics_view import metrics_view
 from providers_app.api.views import ProviderViewSet
 from tasks_app.api.health import HealthView
@@ -16,6 +17,7 @@ router.register("tasks", TaskViewSet, basename="task")
 router.register("providers", ProviderViewSet, basename="provider")
 router.register("assignees", AssigneeViewSet, basename="assignee")
 router.register("clients", ClientViewSet, basename="client")
+router.register("audit", AuditViewSet, basename="audit")
 
 urlpatterns = [
     path("api/health", HealthView.as_view(), name="health"),

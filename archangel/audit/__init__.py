@@ -1,0 +1,1 @@
+"""The audit log: who changed what, when, through which door (API, admin, webhook, job)."""

@@ -1,0 +1,105 @@
+"""Automatic audit entries for every save and delete of the models operators care about.
+
+The values a row had when loaded are kept on the instance (``post_init``, from
+its ``__dict__`` only, so deferred fields are never fetched) and compared at
+``post_save``; rows written in bulk by ``archangel.db.insert_rows`` are
+recorded through the ``rows_inserted`` signal. Derived fields refreshed by jobs
+in bulk (scores) are not audited row by row.
+"""
+
+from __future__ import annotations
+
+from django.apps import apps
+from django.db.models.signals import post_delete, post_init, post_save
+
+from archangel.audit.context import Entry, masked, record
+from archangel.db import rows_inserted
+
+AUDITED = [
+    "tasks_app.Task",
+    "tasks_app.Client",
+    "tasks_app.Assignee",
+    "tasks_app.AssigneeIdentity",
+    "providers_app.Provider",
+    "django_celery_beat.PeriodicTask",
+    "authtoken.Token",
+]
+# Bookkeeping that changes with every write and says nothing an operator needs.
+SKIPPED = frozenset(
+    {"created_at", "updated_at", "fingerprint", "version", "last_run_at", "total_run_count", "date_changed"}
+)
+# Values never written to the log, only the fact that they changed.
+SECRET = frozenset({"secrets", "key", "password"})
+
+_SNAPSHOT = "_audit_loaded"
+
+
+def _fields(model) -> list[str]:
+    return [f.attname for f in model._meta.concrete_fields if f.attname not in SKIPPED]
+
+
+def _snapshot(sender, instance, **kwargs) -> None:
+    values = instance.__dict__
+    instance.__dict__[_SNAPSHOT] = {name: values[name] for name in _fields(sender) if name in values}
+
+
+def _label(instance) -> str:
+    return f"{instance._meta.app_label}.{instance._meta.model_name}"
+
+
+def _object_id(instance) -> str:
+    return str(instance.pk) if instance._meta.model_name != "token" else str(instance.user_id)
+
+
+def _repr(instance) -> str:
+    return "" if instance._meta.model_name == "token" else str(instance)
+
+
+def _created(instance) -> dict:
+    values = instance.__dict__
+    return {
+        name: [None, masked(name, values[name], secret_fields=SECRET)]
+        for name in _fields(type(instance))
+        if name in values and values[name] not in (None, "", {}, []) and name != instance._meta.pk.attname
+    }
+
+
+def _saved(sender, instance, created, raw=False, **kwargs) -> None:
+    if raw:  # loaddata
+        return
+    if created:
+        changes, action = _created(instance), "create"
+    else:
+        before = instance.__dict__.get(_SNAPSHOT, {})
+        values = instance.__dict__
+        changes = {
+            name: [
+                masked(name, before.get(name), secret_fields=SECRET),
+                masked(name, values[name], secret_fields=SECRET),
+            ]
+            for name in _fields(sender)
+            if name in values and name in before and before[name] != values[name]
+        }
+        if not changes:
+            return
+        action = "update"
+    record([Entry(action, _label(instance), _object_id(instance), _repr(instance), changes)])
+    _snapshot(sender, instance)
+
+
+def _deleted(sender, instance, **kwargs) -> None:
+    record([Entry("delete", _label(instance), _object_id(instance), _repr(instance))])
+
+
+def _bulk_inserted(sender, objs, **kwargs) -> None:
+    record([Entry("create", _label(obj), _object_id(obj), _repr(obj), _created(obj)) for obj in objs])
+
+
+def connect() -> None:
+    for name in AUDITED:
+        model = apps.get_model(name)
+        uid = f"audit:{name}"
+        post_init.connect(_snapshot, sender=model, dispatch_uid=uid, weak=False)
+        post_save.connect(_saved, sender=model, dispatch_uid=uid, weak=False)
+        post_delete.connect(_deleted, sender=model, dispatch_uid=uid, weak=False)
+        rows_inserted.connect(_bulk_inserted, sender=model, dispatch_uid=uid, weak=False)
