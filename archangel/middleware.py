@@ -11,6 +11,7 @@ from http import HTTPStatus
 from django.conf import settings
 
 from archangel.api import json_error
+from archangel.metrics import count_webhook
 
 
 class BodySizeLimitMiddleware:
@@ -23,8 +24,13 @@ class BodySizeLimitMiddleware:
                 length = int(request.META.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 return json_error(400, "invalid", "Content-Length is not a number.")
-            limit = settings.ARCHANGEL["MAX_BODY_BYTES"]
+            # Webhooks have a tighter cap: anyone can reach them without a token.
+            limit = settings.ARCHANGEL[
+                "WEBHOOK_MAX_BODY_BYTES" if request.path.startswith("/api/webhooks/") else "MAX_BODY_BYTES"
+            ]
             if length > limit:
+                if request.path.startswith("/api/webhooks/"):
+                    count_webhook(request.path.split("/")[3], "too_large")
                 return json_error(413, "too_large", f"Request body is {length} bytes; the limit is {limit}.")
         return self.get_response(request)
 

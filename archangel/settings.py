@@ -309,6 +309,16 @@ ARCHANGEL = {
     "THROTTLE_RATE": _throttle_rate,
     # Largest API request body; a bulk request of 1,000 ordinary tasks is about 200 KB.
     "MAX_BODY_BYTES": env_int("ARCHANGEL_MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1024),
+    # Largest webhook body (/api/webhooks/...): provider payloads are a few KB; refused with
+    # 413 before anything is parsed (docs/reliability.md, "Webhooks").
+    "WEBHOOK_MAX_BODY_BYTES": env_int("ARCHANGEL_WEBHOOK_MAX_BODY_BYTES", 256 * 1024, minimum=1024),
+    # Tasks created directly in a provider are adopted (normalized, scored); routed to a
+    # person as well only when this is on.
+    "WEBHOOK_ADOPT_ROUTE": env_bool("ARCHANGEL_WEBHOOK_ADOPT_ROUTE", default=False),
+    # A delivery whose processing failed this many times stays failed (visible in the admin).
+    "WEBHOOK_MAX_ATTEMPTS": env_int("ARCHANGEL_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+    # Minutes between reconciliation pulls of each provider (0 turns the periodic pull off).
+    "SYNC_PULL_MINUTES": env_int("ARCHANGEL_SYNC_PULL_MINUTES", 15, minimum=0),
 }
 # A provider base_url on a loopback/private/non-public address is refused (SSRF) unless this is
 # set; `make run` sets it because the demo's provider sandbox listens on 127.0.0.1.

@@ -9,6 +9,8 @@ from archangel.api import error_body
 from archangel.audit.api import AuditViewSet
 from archangel.metrics_view import metrics_view
 from providers_app.api.views import ProviderViewSet
+from providers_app.api.webhooks import webhook_view
+from tasks_app.api.events import TaskCreatedEventView
 from tasks_app.api.health import HealthView
 from tasks_app.api.views import AssigneeViewSet, ClientViewSet, TaskViewSet
 
@@ -23,6 +25,10 @@ urlpatterns = [
     path("api/health", HealthView.as_view(), name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Signed by the provider instead of a token (docs/provider-apis.md §4).
+    path("api/webhooks/<str:provider_type>", webhook_view, name="webhook"),
+    path("api/webhooks/<str:provider_type>/<uuid:provider_id>", webhook_view, name="webhook-provider"),
+    path("api/events/task-created", TaskCreatedEventView.as_view(), name="event-task-created"),
     path("api/", include(router.urls)),
     path("admin/", admin.site.urls),
     # django-prometheus's metrics plus the domain and outbox metrics, restricted in production.

@@ -1,12 +1,18 @@
 """Writes to providers. Secret config keys are encrypted before they reach the database."""
 
+import logging
+import uuid
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
+from archangel.db import insert_rows
 from archangel.errors import InvalidInput
 from providers_app.config import SPECS, validate_config
-from providers_app.models import Provider
+from providers_app.models import Provider, WebhookDelivery
+
+logger = logging.getLogger(__name__)
 
 
 # A client may send back the placeholder it read ({"set": true}) for a secret key:
@@ -59,3 +65,55 @@ def provider_update(*, provider: Provider, data: dict[str, Any], partial: bool) 
                 setattr(provider, name, data[name])
         provider.save()
     return provider
+
+
+# --- webhook intake ----------------------------------------------------------------------------
+
+# The Celery job that applies a delivery lives in tasks_app (which owns tasks); it is named,
+# not imported, so providers_app keeps no dependency on tasks_app.
+WEBHOOK_JOB = "tasks_app.jobs.webhook_process"
+
+
+def webhook_store(*, target, event: str, dedup_key: str, headers: dict, payload: dict) -> tuple[str | None, bool]:
+    """Store one authentic delivery once; return ``(id, created)``.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` on (provider, dedup_key): a redelivery writes
+    nothing and enqueues nothing. A new row's job is sent after commit; if the broker
+    is down the row stays ``received`` and the periodic sweep sends it later, so no
+    delivery is lost (docs/reliability.md: PostgreSQL is the truth, messages are wake-ups).
+    """
+    now = timezone.now()
+    row = WebhookDelivery(
+        id=uuid.uuid4(),
+        provider_id=target.id,
+        dedup_key=dedup_key,
+        event=event,
+        headers=headers,
+        payload=payload,
+        received_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    with transaction.atomic():
+        if not insert_rows([row], skip_conflicts=True):
+            return None, False
+        delivery_id = str(row.pk)
+        transaction.on_commit(lambda: webhook_enqueue(delivery_id=delivery_id))
+    return delivery_id, True
+
+
+def webhook_enqueue(*, delivery_id: str) -> bool:
+    """Send the processing job; a broker failure is logged, never raised (the sweep catches up)."""
+    from archangel.celery import app
+
+    try:
+        # retry=False: with Redis down, fail in milliseconds instead of holding the request.
+        app.send_task(WEBHOOK_JOB, args=[delivery_id], retry=False)
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the row is safe in PostgreSQL
+        logger.warning(
+            "webhook delivery %s stored but its job could not be sent (%s); the sweep will process it",
+            delivery_id,
+            type(exc).__name__,
+        )
+        return False
+    return True

@@ -1,11 +1,52 @@
-"""Celery jobs of the tasks app: thin wrappers that call a service and are safe to run twice."""
+"""Celery jobs of the tasks app: thin wrappers that take ids, call a service and are safe to run twice."""
+
+import logging
 
 from celery import shared_task
+from django.conf import settings
 
-from tasks_app import services
+from providers_app.services import webhook_enqueue
+from tasks_app import services, sync
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="tasks_app.rescore_open_tasks", ignore_result=True)
 def rescore_open_tasks() -> int:
     """Beat job: refresh every open task's score (time moves urgency and SLA pressure)."""
     return services.tasks_rescore_open()
+
+
+@shared_task(name="tasks_app.jobs.webhook_process", acks_late=True)
+def webhook_process(delivery_id: str) -> str:
+    """Apply one stored webhook delivery (sent after its row commits)."""
+    return sync.webhook_delivery_process(delivery_id=delivery_id)
+
+
+@shared_task(name="tasks_app.jobs.webhook_sweep")
+def webhook_sweep() -> int:
+    """Beat, every minute: send the jobs of deliveries left received (workers were down, a job
+    was lost) or failed with attempts left. Two beats sending twice cost nothing: processing
+    locks the row and checks its status."""
+    due = sync.webhook_deliveries_due()
+    for delivery_id in due:
+        webhook_enqueue(delivery_id=delivery_id)
+    return len(due)
+
+
+@shared_task(name="tasks_app.jobs.reconcile_providers")
+def reconcile_providers() -> int:
+    """Beat: pull each provider whose last pull is older than ARCHANGEL_SYNC_PULL_MINUTES."""
+    minutes = settings.ARCHANGEL["SYNC_PULL_MINUTES"]
+    if not minutes:
+        return 0
+    from tasks_app.reconcile import provider_pull, providers_due
+
+    count = 0
+    for provider in providers_due(minutes=minutes):
+        try:
+            provider_pull(provider=provider, since=None, open_only=True)
+            count += 1
+        except Exception:
+            logger.exception("reconciliation pull of provider %s failed", provider.pk)
+    return count

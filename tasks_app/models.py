@@ -194,3 +194,58 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class TaskSyncState(models.Model):
+    """Per-field sync state of a task with its provider: the value both sides last agreed on,
+    who set it (``archangel`` when the provider echoed what we delivered, ``provider`` when
+    they changed it) and the provider's time of that change.
+
+    ``fields`` is ``{field: {"value": ..., "by": "archangel"|"provider", "at": iso}}``.
+    A field missing here has not been synced since the task was created or adopted.
+    """
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="sync_state", primary_key=True)
+    fields = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"sync state of {self.task_id}"
+
+
+class SyncConflict(models.Model):
+    """A field both sides changed since the last sync: the values of both, and which one won
+    (field-level last writer wins by timestamp)."""
+
+    class Winner(models.TextChoices):
+        LOCAL = "local", "Archangel"
+        REMOTE = "remote", "Provider"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="sync_conflicts")
+    provider = models.ForeignKey("providers_app.Provider", on_delete=models.CASCADE, related_name="sync_conflicts")
+    field = models.CharField(max_length=50)
+    local_value = models.JSONField(null=True, blank=True)
+    remote_value = models.JSONField(null=True, blank=True)
+    local_changed_at = models.DateTimeField(null=True, blank=True)
+    remote_changed_at = models.DateTimeField(null=True, blank=True)
+    winner = models.CharField(max_length=10, choices=Winner.choices)
+    delivery = models.ForeignKey(
+        "providers_app.WebhookDelivery",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conflicts",
+        help_text="The webhook delivery that revealed it (none for a reconciliation pull).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(winner__in=["local", "remote"]), name="tasks_app_conflict_winner_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}.{self.field}: {self.winner} won"

@@ -362,7 +362,12 @@ def _save_changes(task: Task, changes: dict[str, Any]) -> Task:
     return task
 
 
-def _apply_changes(task: Task, changes: dict[str, Any]) -> set[str]:
+def _apply_changes(task: Task, changes: dict[str, Any], *, remote: bool = False) -> set[str]:
+    """Set the changed fields on ``task`` (not saved); return their names.
+
+    ``remote``: the change already happened at the provider (a webhook or a pull), so it
+    is a fact to record, not a request to check against the transition table.
+    """
     now = timezone.now()
     changed: set[str] = set()
 
@@ -387,7 +392,7 @@ def _apply_changes(task: Task, changes: dict[str, Any]) -> set[str]:
         elif not task.assignee_id and task.status == TaskStatus.ASSIGNED:
             target = TaskStatus.PENDING
     if target != task.status:
-        if not can_transition(task.status, target):
+        if not remote and not can_transition(task.status, target):
             raise Conflict(
                 f"Cannot move a task from {task.status} to {target}.",
                 details={"status": task.status, "allowed": allowed_targets(task.status)},
@@ -399,7 +404,9 @@ def _apply_changes(task: Task, changes: dict[str, Any]) -> set[str]:
             task.completed_at = None  # reopened; archiving keeps the completion on record
         if target != TaskStatus.ARCHIVED:
             task.last_progress_at = now
-    if task.status == TaskStatus.ASSIGNED and not task.assignee_id:
+    if task.status == TaskStatus.ASSIGNED and not task.assignee_id and remote:
+        put("status", TaskStatus.PENDING)
+    elif task.status == TaskStatus.ASSIGNED and not task.assignee_id:
         raise InvalidInput({"status": ["An assigned task needs an assignee."]})
 
     if "effort_hours" in changes and changes["effort_hours"] is not None:

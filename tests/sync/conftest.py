@@ -1,0 +1,22 @@
+import pytest
+
+from providers_app.selectors import webhook_cache_clear
+from tests.factories import make_provider
+from tests.sync.payloads import TRELLO_CALLBACK
+
+
+@pytest.fixture(autouse=True)
+def _fresh_webhook_cache():
+    webhook_cache_clear()
+    yield
+    webhook_cache_clear()
+
+
+@pytest.fixture
+def providers(db):
+    """One account of each type, set up as the example payloads expect."""
+    return {
+        "clickup": make_provider("clickup", webhook_id="7fa3ec74-69a8-4530-a251-8a13730bd204"),
+        "trello": make_provider("trello", callback_url=TRELLO_CALLBACK),
+        "todoist": make_provider("todoist", user_id="2671355"),
+    }
