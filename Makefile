@@ -28,6 +28,7 @@ install-dev: $(VENV)/.installed-dev
 ## run: set up and start the whole system (web on :$(PORT), worker, beat) with demo data; Ctrl-C stops it all.
 # The demo's providers point at the local provider sandbox, so loopback provider URLs are allowed here.
 run: export ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS ?= true
+run: export ARCHANGEL_PLAIN_HTTP_HOSTS ?= 127.0.0.1,localhost
 run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py collectstatic --no-input --verbosity 0

@@ -323,6 +323,9 @@ ARCHANGEL = {
 # A provider base_url on a loopback/private/non-public address is refused (SSRF) unless this is
 # set; `make run` sets it because the demo's provider sandbox listens on 127.0.0.1.
 ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS", default=False)
+# Hosts a provider base_url may reach over plain http (comma-separated; everything else must be
+# https). `make run` lists the sandbox's.
+ARCHANGEL_PLAIN_HTTP_HOSTS = env_list("ARCHANGEL_PLAIN_HTTP_HOSTS", default=[])
 
 # The score's weights (tasks_app/scoring.py): one variable per factor, each non-negative,
 # together summing to 1. Checked here so a bad value stops start-up, not the first request.

@@ -50,9 +50,9 @@ def _url(value: Any) -> str | None:
 
 def _provider_url(value: Any) -> str | None:
     """A provider API root or callback: a valid URL that does not point into our own network."""
-    from providers_app.netguard import private_url_problem
+    from providers_app.netguard import plain_http_problem, private_url_problem
 
-    return _url(value) or private_url_problem(value)
+    return _url(value) or plain_http_problem(value) or private_url_problem(value)
 
 
 def _str_map(value: Any) -> str | None:

@@ -27,6 +27,21 @@ def _non_public(address: str) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
+def plain_http_problem(url: str) -> str | None:
+    """A message when ``url`` is plain HTTP to a host not in ``ARCHANGEL_PLAIN_HTTP_HOSTS``.
+
+    Provider calls carry credentials: only HTTPS (verified, TLS 1.3 by default; see
+    providers_app/http.py) unless an operator lists the host, as the demo does for the
+    local sandbox."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return None
+    allowed = {h.lower() for h in getattr(settings, "ARCHANGEL_PLAIN_HTTP_HOSTS", [])}
+    if "*" in allowed or (parts.hostname or "").lower() in allowed:
+        return None
+    return "Must use https; plain http is only allowed for hosts listed in ARCHANGEL_PLAIN_HTTP_HOSTS."
+
+
 def private_url_problem(url: str) -> str | None:
     """A message when ``url`` points at a non-public address and that is not allowed, else None."""
     if getattr(settings, "ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS", False):

@@ -26,6 +26,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DJANGO_ENV", "development")
 # The provider sandbox the tests talk to listens on 127.0.0.1; tests of the SSRF guard turn this off.
 os.environ.setdefault("ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS", "true")
+os.environ.setdefault("ARCHANGEL_PLAIN_HTTP_HOSTS", "127.0.0.1,localhost,testserver")
 os.environ.setdefault("ARCHANGEL_VAR_DIR", tempfile.mkdtemp(prefix="archangel-test-"))
 if not _reachable(os.environ["DATABASE_URL"].replace("postgres://", "http://").replace("postgresql://", "http://")):
     os.environ["DATABASE_URL_UNREACHABLE"] = os.environ.pop("DATABASE_URL")

@@ -64,3 +64,25 @@ def test_credentials_in_a_base_url_are_refused(operator_api):
     response = operator_api.post("/api/providers", body, format="json")
     assert response.status_code == 400
     assert "credentials" in response.json()["error"]["fields"]["config.base_url"][0]
+
+
+def test_a_plain_http_base_url_is_refused_by_default(operator_api, settings):
+    settings.ARCHANGEL_PLAIN_HTTP_HOSTS = []
+    body = {
+        "name": "Plain",
+        "type": "todoist",
+        "config": {"api_token": "t", "base_url": "http://api.todoist.com/api/v1"},
+    }
+    response = operator_api.post("/api/providers", body, format="json")
+    assert response.status_code == 400
+    assert "https" in response.json()["error"]["fields"]["config.base_url"][0]
+    assert not Provider.objects.filter(name="Plain").exists()
+
+
+def test_listed_hosts_may_use_plain_http(settings):
+    from providers_app.netguard import plain_http_problem
+
+    settings.ARCHANGEL_PLAIN_HTTP_HOSTS = ["sandbox.internal"]
+    assert plain_http_problem("http://sandbox.internal:8001/x") is None
+    assert plain_http_problem("http://other.internal/x")
+    assert plain_http_problem("https://other.internal/x") is None
