@@ -320,6 +320,14 @@ ARCHANGEL = {
     # Minutes between reconciliation pulls of each provider (0 turns the periodic pull off).
     "SYNC_PULL_MINUTES": env_int("ARCHANGEL_SYNC_PULL_MINUTES", 15, minimum=0),
 }
+# How long finished records are kept (archangel/audit/retention.py; a beat job purges daily).
+ARCHANGEL_RETENTION = {
+    "OUTBOX_DAYS": env_int("ARCHANGEL_RETENTION_OUTBOX_DAYS", 30, minimum=1),
+    "WEBHOOK_DAYS": env_int("ARCHANGEL_RETENTION_WEBHOOK_DAYS", 30, minimum=1),
+    "AUDIT_DAYS": env_int("ARCHANGEL_RETENTION_AUDIT_DAYS", 400, minimum=1),
+    "IDEMPOTENCY_HOURS": ARCHANGEL["IDEMPOTENCY_TTL_HOURS"],
+}
+
 # A provider base_url on a loopback/private/non-public address is refused (SSRF) unless this is
 # set; `make run` sets it because the demo's provider sandbox listens on 127.0.0.1.
 ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS", default=False)
