@@ -319,6 +319,9 @@ ARCHANGEL = {
     "WEBHOOK_MAX_ATTEMPTS": env_int("ARCHANGEL_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
     # Minutes between reconciliation pulls of each provider (0 turns the periodic pull off).
     "SYNC_PULL_MINUTES": env_int("ARCHANGEL_SYNC_PULL_MINUTES", 15, minimum=0),
+    # What happens to a provider's undelivered tasks when it goes down (tasks_app.services.provider_went_down):
+    # "wait" for it to come back, or "move" them to another available provider.
+    "PROVIDER_DOWN_POLICY": env_choice("ARCHANGEL_PROVIDER_DOWN_POLICY", "wait", {"wait", "move"}),
 }
 # How long finished records are kept (archangel/audit/retention.py; a beat job purges daily).
 ARCHANGEL_RETENTION = {

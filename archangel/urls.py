@@ -12,7 +12,7 @@ from providers_app.api.views import ProviderViewSet
 from providers_app.api.webhooks import webhook_view
 from tasks_app.api.events import TaskCreatedEventView
 from tasks_app.api.health import HealthView
-from tasks_app.api.views import AssigneeViewSet, ClientViewSet, TaskViewSet
+from tasks_app.api.views import AssigneeViewSet, ClientViewSet, ProviderDownView, RoutingPreviewView, TaskViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("tasks", TaskViewSet, basename="task")
@@ -29,6 +29,8 @@ urlpatterns = [
     path("api/webhooks/<str:provider_type>", webhook_view, name="webhook"),
     path("api/webhooks/<str:provider_type>/<uuid:provider_id>", webhook_view, name="webhook-provider"),
     path("api/events/task-created", TaskCreatedEventView.as_view(), name="event-task-created"),
+    path("api/routing/preview", RoutingPreviewView.as_view(), name="routing-preview"),
+    path("api/events/provider-down", ProviderDownView.as_view(), name="provider-down"),
     path("api/", include(router.urls)),
     path("admin/", admin.site.urls),
     # django-prometheus's metrics plus the domain and outbox metrics, restricted in production.

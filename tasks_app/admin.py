@@ -3,11 +3,55 @@ from django.http import HttpResponseRedirect
 
 from archangel.errors import Conflict
 from tasks_app import services
-from tasks_app.models import Assignee, AssigneeIdentity, Client, IdempotencyRecord, Task
+from tasks_app.models import Assignee, AssigneeIdentity, Client, IdempotencyRecord, RoutingDecision, Task
+
+
+class ReadOnlyAdminMixin:
+    """Rows written by services only; the admin shows them."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class RoutingDecisionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = RoutingDecision
+    fk_name = "task"
+    fields = ["created_at", "trigger", "provider", "assignee", "over_capacity", "margin_hours", "reason", "duration_ms"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(RoutingDecision)
+class RoutingDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "task",
+        "trigger",
+        "provider",
+        "assignee",
+        "over_capacity",
+        "margin_hours",
+        "duration_ms",
+        "created_at",
+    ]
+    list_filter = ["trigger", "over_capacity", "provider"]
+    list_select_related = ["task", "provider", "assignee"]
+    search_fields = ["=task__id", "task__title"]
+    readonly_fields = [f.name for f in RoutingDecision._meta.fields]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
 
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
+    inlines = [RoutingDecisionInline]
     list_display = ["title", "status", "priority", "score", "deadline", "assignee", "client", "provider", "updated_at"]
     list_filter = ["status", "priority", "provider", "source"]
     list_select_related = ["assignee", "client", "provider"]

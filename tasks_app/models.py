@@ -7,7 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from tasks_app.status import CLOSED, TaskStatus
+from tasks_app.status import CLOSED, OPEN, TaskStatus
 
 
 def validate_timezone(value: str) -> None:
@@ -172,6 +172,14 @@ class Task(models.Model):
             models.Index(fields=["status", "score"], name="tasks_task_status_score"),
             # Deadline filters and overdue queries.
             models.Index(fields=["deadline"], name="tasks_task_deadline"),
+            # Routing and the planner: open effort hours per assignee (index-only scan).
+            models.Index(
+                fields=["assignee", "effort_hours"],
+                condition=Q(status__in=sorted(OPEN)),
+                name="tasks_task_open_assignee",
+            ),
+            # Routing: open tasks per provider.
+            models.Index(fields=["provider"], condition=Q(status__in=sorted(OPEN)), name="tasks_task_open_provider"),
         ]
 
     def __str__(self) -> str:
@@ -249,3 +257,44 @@ class SyncConflict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id}.{self.field}: {self.winner} won"
+
+
+class RoutingDecision(models.Model):
+    """Why a task went to its provider and person: every candidate considered, why each lost,
+    the winner's margin. One row per routing (at create, and again when a task is moved)."""
+
+    class Trigger(models.TextChoices):
+        CREATE = "create", "Created"
+        PROVIDER_DOWN = "provider_down", "Moved: provider down"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="routing_decisions")
+    provider = models.ForeignKey(
+        "providers_app.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    assignee = models.ForeignKey(Assignee, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.CREATE)
+    chose_provider = models.BooleanField(
+        default=True, help_text="Routing chose the provider (false: the caller fixed it, and it is kept)."
+    )
+    reason = models.CharField(max_length=500, blank=True, default="")
+    candidates = models.JSONField(default=list, blank=True)
+    margin_hours = models.FloatField(
+        null=True, blank=True, help_text="Free hours the chosen assignee had over the runner-up."
+    )
+    over_capacity = models.BooleanField(default=False, help_text="Nobody had room: the assignee is over capacity.")
+    duration_ms = models.FloatField(help_text="Time to decide, including this decision's share of loading the inputs.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The task API's nested `routing`: the latest decision of a task.
+            models.Index(fields=["task", "-created_at"], name="tasks_routing_task_latest"),
+            # Round-robin cursor (the last decision with an assignee) and analytics by date range.
+            models.Index(fields=["created_at"], name="tasks_routing_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} -> {self.provider_id} / {self.assignee_id}"

@@ -46,6 +46,7 @@ READ_ONLY = frozenset(
         "external_id",
         "score",
         "score_breakdown",
+        "routing",
         "effort_estimated",
         "source",
         "version",

@@ -6,6 +6,7 @@ exist or neither does.
 """
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,17 +15,19 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import Count
 from django.utils import timezone
 
+from archangel import metrics
 from archangel.db import insert_rows, is_retryable_conflict
 from archangel.errors import Conflict, InvalidInput, NotFound
 from outbox_app.models import OutboxEvent
 from outbox_app.services import EventSpec, outbox_enqueue_many
 from providers_app.models import Provider
-from tasks_app import normalizer, scoring
-from tasks_app.models import Assignee, AssigneeIdentity, Client, Task
+from tasks_app import normalizer, routing, scoring, selectors
+from tasks_app.models import Assignee, AssigneeIdentity, Client, RoutingDecision, Task
 from tasks_app.normalizer import NormalizationError
-from tasks_app.status import CLOSED, INITIAL, TaskStatus, allowed_targets, can_transition
+from tasks_app.status import CLOSED, INITIAL, OPEN, TaskStatus, allowed_targets, can_transition
 
 # Fields whose change a provider can see; the outbox payload carries them.
 SYNCED_FIELDS = ("title", "description", "status", "priority", "effort_hours", "deadline", "assignee_id")
@@ -227,13 +230,14 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
         for index, data in valid
         if index not in results
     ]
+    decisions = _route_new([task for _, task in candidates], clients, now=now)
 
     # A row skipped as a duplicate whose twin closed before we could read it, or a
     # deadlock with a concurrent request: undo this attempt and run it again.
     for attempt in range(3):
         try:
             with transaction.atomic():
-                created = _insert_new(candidates, results)
+                created = _insert_new(candidates, results, decisions)
             break
         except (IntegrityError, OperationalError) as exc:
             if attempt == 2 or (isinstance(exc, OperationalError) and not is_retryable_conflict(exc)):
@@ -243,7 +247,9 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
     return [results[i] for i in range(len(items))]
 
 
-def _insert_new(candidates: list[tuple[int, Task]], results: dict[int, ItemResult]) -> list[tuple[int, Task]]:
+def _insert_new(
+    candidates: list[tuple[int, Task]], results: dict[int, ItemResult], decisions: dict[uuid.UUID, RoutingDecision]
+) -> list[tuple[int, Task]]:
     """Insert the candidates that are not duplicates, with their outbox events.
 
     The partial unique index on open fingerprints decides what is a duplicate:
@@ -279,7 +285,110 @@ def _insert_new(candidates: list[tuple[int, Task]], results: dict[int, ItemResul
         original = first[fingerprint][1]
         results[index] = ItemResult(index, "duplicate", task=original if original.pk in written else twins[fingerprint])
     outbox_enqueue_many(events=_events_for([(task, None) for _, task in created]))
+    insert_rows([decisions[task.id] for _, task in created if task.id in decisions])
+    for _, task in created:
+        task._routing = decisions.get(task.id)  # the API shows it without reading it back
     return created
+
+
+# --- routing -----------------------------------------------------------------------------------
+
+
+def _route_new(tasks: list[Task], clients: dict[uuid.UUID, ClientInfo], *, now: dt.datetime) -> dict:
+    """Give every task without a provider or an assignee both (``tasks_app/routing.py``), in
+    place; returns the unsaved :class:`RoutingDecision` of each routed task by task id.
+
+    The inputs (providers, health, load, people) are read once for the whole batch and
+    updated as each task is routed, so a bulk request spreads its own work too.
+    """
+    todo = [task for task in tasks if task.provider_id is None or task.assignee_id is None]
+    if not todo:
+        return {}
+    started = time.perf_counter()
+    inputs = selectors.routing_inputs()
+    load_share = (time.perf_counter() - started) / len(todo)
+    decisions: dict[uuid.UUID, RoutingDecision] = {}
+    routed: dict[str, int] = {}
+    for i, task in enumerate(todo):
+        t0 = time.perf_counter()
+        client = clients.get(task.client_id)
+        chose_provider = task.provider_id is None
+        decision = routing.decide(
+            routing.Request(
+                effort_hours=float(task.effort_hours or 0),
+                provider_id=task.provider_id,
+                assignee_id=task.assignee_id,
+                preferred_provider_id=client.preferred_provider_id if client else None,
+            ),
+            inputs,
+        )
+        _apply_decision(task, decision)
+        seconds = time.perf_counter() - t0 + load_share
+        metrics.observe_routing_seconds(seconds)
+        decisions[task.id] = _decision_row(task, decision, seconds, now + dt.timedelta(microseconds=i))
+        if chose_provider and decision.provider_id in inputs.providers:
+            provider_type = inputs.providers[decision.provider_id].type
+            routed[provider_type] = routed.get(provider_type, 0) + 1
+    for provider_type, n in routed.items():
+        metrics.count_tasks_routed(provider_type, n)
+    return decisions
+
+
+def _apply_decision(task: Task, decision: routing.Decision) -> None:
+    task.provider_id = decision.provider_id
+    if task.assignee_id is None and decision.assignee_id is not None:
+        task.assignee_id = decision.assignee_id
+        if task.status == TaskStatus.PENDING:
+            task.status = TaskStatus.ASSIGNED
+
+
+def _decision_row(
+    task: Task, decision: routing.Decision, seconds: float, at: dt.datetime, trigger: str = "create"
+) -> RoutingDecision:
+    return RoutingDecision(
+        id=uuid.uuid4(),
+        task_id=task.id,
+        provider_id=decision.provider_id,
+        assignee_id=decision.assignee_id,
+        trigger=trigger,
+        chose_provider=decision.chose_provider,
+        reason=decision.reason[:500],
+        candidates=decision.candidates,
+        margin_hours=decision.margin_hours,
+        over_capacity=decision.over_capacity,
+        duration_ms=round(seconds * 1000, 3),
+        created_at=at,
+        updated_at=at,
+    )
+
+
+def routing_preview(*, data: Any) -> dict[str, Any]:
+    """The decision ``POST /api/tasks`` would make for this body, without writing anything."""
+    normalized = normalizer.normalize_task(data)
+    clients: dict[uuid.UUID, ClientInfo] = {}
+    errors = _check_references([(0, normalized)], clients)
+    if errors:
+        raise InvalidInput(errors[0])
+    now = timezone.now()
+    task = _new_task(normalized, source=Task.Source.API, now=now, client=clients.get(normalized.get("client")))
+    started = time.perf_counter()
+    inputs = selectors.routing_inputs()
+    client = clients.get(task.client_id)
+    decision = routing.decide(
+        routing.Request(
+            effort_hours=float(task.effort_hours or 0),
+            provider_id=task.provider_id,
+            assignee_id=task.assignee_id,
+            preferred_provider_id=client.preferred_provider_id if client else None,
+        ),
+        inputs,
+    )
+    return {
+        **decision.as_dict(),
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "effort_hours": float(task.effort_hours) if task.effort_hours is not None else None,
+        "score": task.score,
+    }
 
 
 def task_create(*, data: Any, source: str = Task.Source.API) -> tuple[Task, bool]:
@@ -543,3 +652,140 @@ def _write_scores(updates: list[tuple[uuid.UUID, int, float, dict]]) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+# --- provider down ------------------------------------------------------------------------------
+
+MOVE_BATCH = 200
+_MOVABLE_EVENTS = [OutboxEvent.Status.PENDING, OutboxEvent.Status.FAILED]
+
+
+def provider_went_down(*, provider_id: Any, policy: str | None = None) -> dict[str, Any]:
+    """A provider went down (``POST /api/events/provider-down``, or the circuit breaker
+    opening: the breaker code marks the provider down and then calls this). Safe to call
+    again: everything it does is conditional on the current state.
+
+    The provider is marked ``down`` (unless disabled), so new tasks route around it at once.
+    Its undelivered tasks then follow ``policy`` (default ``ARCHANGEL_PROVIDER_DOWN_POLICY``):
+
+    - ``wait``: nothing moves; their outbox events wait (retrying with backoff) until the
+      provider is back.
+    - ``move``: a task moves to another available provider when all of these hold: routing
+      chose its provider (a provider fixed by the caller is kept), it has no external id,
+      and its create event is still ``pending`` or ``failed`` and not claimed by a drain
+      worker (we lock the task's undelivered events with ``SKIP LOCKED``; any locked or in
+      flight, the task waits). Its pending/failed events are re-pointed to the new provider
+      (same versions, same idempotency keys, so the outbox still sends one create per
+      provider, in version order) with the assignee's user id at the new provider. The task
+      keeps its assignee if that person has an identity on an available provider; otherwise
+      it is routed to someone who has, through the normal update path (a new version and
+      its update event). Each move stores a RoutingDecision (trigger ``provider_down``).
+
+    Caveat: a ``failed`` create whose last attempt had an unknown outcome (a timeout) may
+    exist at the old provider; moving it can leave an orphan there (docs/reliability.md).
+    """
+    policy = policy or settings.ARCHANGEL["PROVIDER_DOWN_POLICY"]
+    if policy not in ("wait", "move"):
+        raise InvalidInput({"policy": ["Must be wait or move."]})
+    try:
+        provider = Provider.objects.get(pk=provider_id)
+    except (Provider.DoesNotExist, ValueError, DjangoValidationError):
+        raise InvalidInput({"provider": [f"No provider with id {provider_id}."]}) from None
+    Provider.objects.filter(
+        pk=provider.pk, health_status__in=[Provider.Health.ACTIVE, Provider.Health.DEGRADED]
+    ).update(health_status=Provider.Health.DOWN, updated_at=timezone.now())
+    undelivered = Task.objects.filter(provider_id=provider.pk, external_id__isnull=True, status__in=sorted(OPEN))
+    moved = 0
+    if policy == "move":
+        candidates = list(
+            undelivered.filter(routing_decisions__provider_id=provider.pk, routing_decisions__chose_provider=True)
+            .order_by("id")
+            .values_list("id", flat=True)
+            .distinct()
+        )
+        for start in range(0, len(candidates), MOVE_BATCH):
+            moved += _move_tasks(provider.pk, candidates[start : start + MOVE_BATCH])
+    return {"provider": str(provider.pk), "policy": policy, "moved": moved, "waiting": undelivered.count()}
+
+
+def _move_tasks(provider_id: uuid.UUID, task_ids: list[uuid.UUID]) -> int:
+    with transaction.atomic():
+        # Events first, then tasks: the drain locks in that order too, so we cannot deadlock with it.
+        events = list(
+            OutboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(aggregate_type="task", aggregate_id__in=task_ids, provider_id=provider_id)
+            .order_by("aggregate_id", "aggregate_version")
+        )
+        by_task: dict[uuid.UUID, list[OutboxEvent]] = {}
+        for event in events:
+            by_task.setdefault(event.aggregate_id, []).append(event)
+        movable = [
+            tid
+            for tid, evs in by_task.items()
+            if evs[0].operation_type == OutboxEvent.Operation.CREATE and all(e.status in _MOVABLE_EVENTS for e in evs)
+        ]
+        # A task with an event we could not lock (a worker holds it) has fewer events here than in
+        # the table: it waits.
+        counts = dict(
+            OutboxEvent.objects.filter(aggregate_type="task", aggregate_id__in=movable)
+            .values_list("aggregate_id")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        movable = [tid for tid in movable if counts.get(tid) == len(by_task[tid])]
+        if not movable:
+            return 0
+        tasks = list(
+            Task.objects.select_for_update()
+            .filter(pk__in=movable, provider_id=provider_id, external_id__isnull=True)
+            .order_by("id")
+        )
+        inputs = selectors.routing_inputs()
+        now = timezone.now()
+        decisions = []
+        moved = 0
+        for i, task in enumerate(tasks):
+            t0 = time.perf_counter()
+            effort = float(task.effort_hours or 0)
+            keep = inputs.assignees.get(task.assignee_id) if task.assignee_id else None
+            if keep is not None and not any(
+                pid != provider_id and not p.unavailable_reason and p.weight > 0
+                for pid, p in inputs.providers.items()
+                if pid in keep.provider_ids
+            ):
+                keep = None
+            if keep is not None:
+                keep.open_hours -= effort  # counted already; decide() adds it back
+            decision = routing.decide(
+                routing.Request(
+                    effort_hours=effort,
+                    assignee_id=keep.id if keep else None,
+                    exclude_provider_ids=frozenset({provider_id}),
+                ),
+                inputs,
+            )
+            if decision.provider_id is None:
+                continue  # nowhere to go: it waits
+            identities = dict(
+                AssigneeIdentity.objects.filter(provider_id=decision.provider_id).values_list(
+                    "assignee_id", "external_user_id"
+                )
+            )
+            for event in by_task[task.id]:
+                assignee = event.payload.get("assignee_id")
+                event.provider_id = decision.provider_id
+                event.updated_at = now
+                event.payload["assignee_external_id"] = identities.get(uuid.UUID(assignee)) if assignee else None
+            OutboxEvent.objects.bulk_update(by_task[task.id], ["provider", "payload", "updated_at"])
+            task.provider_id = decision.provider_id
+            if decision.assignee_id != task.assignee_id:
+                _save_changes(task, {"assignee": decision.assignee_id})
+            else:
+                task.save(update_fields=["provider", "updated_at"])
+            seconds = time.perf_counter() - t0
+            decisions.append(
+                _decision_row(task, decision, seconds, now + dt.timedelta(microseconds=i), trigger="provider_down")
+            )
+            moved += 1
+        insert_rows(decisions)
+        return moved

@@ -9,14 +9,70 @@ from rest_framework import serializers
 
 from providers_app.models import Provider
 from tasks_app import services
-from tasks_app.models import Assignee, AssigneeIdentity, Client, Task
+from tasks_app.models import Assignee, AssigneeIdentity, Client, RoutingDecision, Task
 from tasks_app.normalizer import DESCRIPTION_MAX, TITLE_MAX
 from tasks_app.status import TaskStatus
+
+
+class RoutingDecisionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RoutingDecision
+        fields = [
+            "id",
+            "trigger",
+            "provider",
+            "assignee",
+            "chose_provider",
+            "reason",
+            "over_capacity",
+            "margin_hours",
+            "duration_ms",
+            "candidates",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+def routing_json(decision: RoutingDecision | None) -> dict | None:
+    if decision is None:
+        return None
+    return {
+        "id": str(decision.id),
+        "trigger": decision.trigger,
+        "provider": _id(decision.provider_id),
+        "assignee": _id(decision.assignee_id),
+        "chose_provider": decision.chose_provider,
+        "reason": decision.reason,
+        "over_capacity": decision.over_capacity,
+        "margin_hours": decision.margin_hours,
+        "duration_ms": decision.duration_ms,
+        "candidates": decision.candidates,
+        "created_at": _datetime(decision.created_at),
+    }
+
+
+_UNSET = object()
+
+
+def latest_decision(task: Task) -> RoutingDecision | None:
+    """The task's latest routing decision: set by the create path, prefetched by the list
+    (``to_attr="_decisions"``), or read."""
+    decision = getattr(task, "_routing", _UNSET)
+    if decision is not _UNSET:
+        return decision
+    prefetched = getattr(task, "_decisions", None)
+    if prefetched is not None:
+        return prefetched[0] if prefetched else None
+    return RoutingDecision.objects.filter(task_id=task.pk).order_by("-created_at").first()
 
 
 class TaskSerializer(serializers.ModelSerializer):
     effort_hours = serializers.FloatField(allow_null=True)
     score_breakdown = serializers.JSONField()
+    routing = serializers.SerializerMethodField(help_text="The latest routing decision (null: not routed).")
+
+    def get_routing(self, instance: Task) -> dict | None:
+        return routing_json(latest_decision(instance))
 
     class Meta:
         model = Task
@@ -35,6 +91,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "external_id",
             "score",
             "score_breakdown",
+            "routing",
             "source",
             "version",
             "last_progress_at",
@@ -63,6 +120,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "external_id": instance.external_id,
             "score": instance.score,
             "score_breakdown": instance.score_breakdown,
+            "routing": routing_json(latest_decision(instance)),
             "source": instance.source,
             "version": instance.version,
             "last_progress_at": _datetime(instance.last_progress_at),
@@ -197,3 +255,30 @@ class ClientSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "importance", "sla_hours", "preferred_provider", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {"sla_hours": {"min_value": 1}}
+
+
+class RoutingPreviewSerializer(serializers.Serializer):
+    provider = serializers.UUIDField(allow_null=True)
+    assignee = serializers.UUIDField(allow_null=True)
+    chose_provider = serializers.BooleanField()
+    over_capacity = serializers.BooleanField()
+    margin_hours = serializers.FloatField(allow_null=True)
+    reason = serializers.CharField()
+    candidates = serializers.ListField(child=serializers.DictField())
+    duration_ms = serializers.FloatField()
+    effort_hours = serializers.FloatField(allow_null=True)
+    score = serializers.FloatField()
+
+
+class ProviderDownRequestSerializer(serializers.Serializer):
+    provider = serializers.UUIDField()
+    policy = serializers.ChoiceField(
+        choices=["wait", "move"], required=False, help_text="Default: ARCHANGEL_PROVIDER_DOWN_POLICY."
+    )
+
+
+class ProviderDownResponseSerializer(serializers.Serializer):
+    provider = serializers.UUIDField()
+    policy = serializers.ChoiceField(choices=["wait", "move"])
+    moved = serializers.IntegerField(help_text="Tasks moved to another provider.")
+    waiting = serializers.IntegerField(help_text="Undelivered tasks still on the provider.")

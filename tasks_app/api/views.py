@@ -1,17 +1,23 @@
 from django.conf import settings
+from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from archangel.api import UUID_PATTERN, error_responses
 from archangel.errors import InvalidInput
+from archangel.permissions import IsOperator
 from tasks_app import services
 from tasks_app.api.filters import AssigneeFilter, ClientFilter, TaskFilter
 from tasks_app.api.serializers import (
     AssigneeSerializer,
     ClientSerializer,
+    ProviderDownRequestSerializer,
+    ProviderDownResponseSerializer,
+    RoutingPreviewSerializer,
     TaskBulkRequestSerializer,
     TaskBulkResponseSerializer,
     TaskSerializer,
@@ -19,7 +25,7 @@ from tasks_app.api.serializers import (
 )
 from tasks_app.idempotency import HEADER as IDEMPOTENCY_HEADER
 from tasks_app.idempotency import idempotent
-from tasks_app.models import Assignee, Client, Task
+from tasks_app.models import Assignee, Client, RoutingDecision, Task
 
 DUPLICATE_HEADER = "X-Archangel-Duplicate"
 
@@ -39,7 +45,10 @@ _idempotency_param = OpenApiParameter(
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Tasks. Every change writes its outbox event in the same transaction."""
 
-    queryset = Task.objects.all()
+    # Each task's routing decisions come with the page in one more query, newest first.
+    queryset = Task.objects.prefetch_related(
+        Prefetch("routing_decisions", queryset=RoutingDecision.objects.order_by("-created_at"), to_attr="_decisions")
+    )
     serializer_class = TaskSerializer
     filterset_class = TaskFilter
     ordering_fields = ["score", "deadline", "created_at", "priority"]
@@ -200,3 +209,34 @@ class ClientViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.client_delete(client=instance)
+
+
+class RoutingPreviewView(APIView):
+    """The routing decision for a task body, as ``POST /api/tasks`` would make it; writes nothing."""
+
+    @extend_schema(
+        summary="Preview the routing of a task",
+        request=TaskWriteSerializer,
+        responses={200: RoutingPreviewSerializer, **error_responses(400, 401, 403)},
+    )
+    def post(self, request):
+        return Response(services.routing_preview(data=request.data))
+
+
+class ProviderDownView(APIView):
+    """Operators report a provider down: new work routes around it and its undelivered tasks
+    follow ``ARCHANGEL_PROVIDER_DOWN_POLICY`` (or the ``policy`` given)."""
+
+    permission_classes = [IsOperator]
+
+    @extend_schema(
+        summary="Report a provider down",
+        request=ProviderDownRequestSerializer,
+        responses={200: ProviderDownResponseSerializer, **error_responses(400, 401, 403)},
+    )
+    def post(self, request):
+        body = request.data if isinstance(request.data, dict) else {}
+        serializer = ProviderDownRequestSerializer(data=body)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        return Response(services.provider_went_down(provider_id=data["provider"], policy=data.get("policy")))
