@@ -136,7 +136,11 @@ def test_with_the_move_policy_an_undelivered_routed_task_moves_with_its_events(a
     events = list(OutboxEvent.objects.filter(aggregate_id=task.pk).order_by("aggregate_version"))
     assert [e.operation_type for e in events][:2] == ["create", "update"]
     assert {e.provider_id for e in events} == {team["trello"].pk}
-    assert all(e.payload["assignee_id"] is None or e.payload["assignee_external_id"] == "tr-bob" for e in events)
+    # Each event keeps the state of its version, with that assignee's user id at the new provider
+    # (Ann has none there); the last one carries Bob, who took the task over.
+    external = {str(team["ann"].pk): None, str(team["bob"].pk): "tr-bob"}
+    assert all(e.payload["assignee_external_id"] == external[e.payload["assignee_id"]] for e in events)
+    assert events[-1].payload["assignee_id"] == str(team["bob"].pk)
     assert task.assignee_id == team["bob"].pk
     latest = RoutingDecision.objects.filter(task=task).order_by("-created_at").first()
     assert latest.trigger == "provider_down" and latest.provider_id == team["trello"].pk
