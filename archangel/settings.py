@@ -351,6 +351,25 @@ if abs(sum(SCORE_WEIGHTS.values()) - 1) > 1e-6:
     )
 SCORE_WEIGHTS = _scoring.validate_weights(SCORE_WEIGHTS)
 
+# --- Provider calls: timeouts, circuit breakers, rate budgets (providers_app) -----------------
+PROVIDERS = {
+    # Seconds to open a connection and to wait for an answer; a read timeout after the request
+    # was sent leaves its outcome unknown (docs/reliability.md), so the next attempt looks first.
+    "CONNECT_TIMEOUT": env_int("PROVIDER_CONNECT_TIMEOUT", 5, minimum=1),
+    "READ_TIMEOUT": env_int("PROVIDER_READ_TIMEOUT", 30, minimum=1),
+    # Consecutive retryable failures that open a provider's breaker, and seconds before it lets a probe through.
+    "BREAKER_FAIL_MAX": env_int("PROVIDER_BREAKER_FAIL_MAX", 5, minimum=1),
+    "BREAKER_RESET_SECONDS": env_int("PROVIDER_BREAKER_RESET_SECONDS", 30, minimum=1),
+    # Share of each documented rate limit kept unused (clock skew, requests in flight), in percent.
+    "RATE_LIMIT_MARGIN_PERCENT": env_int("PROVIDER_RATE_LIMIT_MARGIN_PERCENT", 10, minimum=0),
+    # Share of each window only urgent work may take, in percent.
+    "URGENT_RESERVE_PERCENT": env_int("PROVIDER_URGENT_RESERVE_PERCENT", 20, minimum=0),
+}
+if PROVIDERS["RATE_LIMIT_MARGIN_PERCENT"] >= 100 or PROVIDERS["URGENT_RESERVE_PERCENT"] >= 100:
+    raise ImproperlyConfigured(
+        "PROVIDER_RATE_LIMIT_MARGIN_PERCENT and PROVIDER_URGENT_RESERVE_PERCENT must be below 100"
+    )
+
 # --- Production hardening ----------------------------------------------------------------
 if PRODUCTION:
     # TLS ends at the proxy, which sets X-Forwarded-Proto.

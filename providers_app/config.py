@@ -114,6 +114,9 @@ SPECS: dict[str, ConfigSpec] = {
             "callback_url": _url,
             "webhook_id": _nonempty_str,
             "base_url": _provider_url,
+            # 100 per 10 s per token and 300 per 10 s per API key by default (provider-apis.md §2.6).
+            "rate_limit_per_10s": _positive_int,
+            "key_rate_limit_per_10s": _positive_int,
         },
     ),
     TODOIST: ConfigSpec(
@@ -125,6 +128,8 @@ SPECS: dict[str, ConfigSpec] = {
             "client_secret": _nonempty_str,
             "user_id": _nonempty_str,
             "base_url": _provider_url,
+            # 1,000 per 15 minutes per user by default (provider-apis.md §3.6).
+            "rate_limit_per_15min": _positive_int,
         },
     ),
 }

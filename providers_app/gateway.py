@@ -18,7 +18,20 @@ Contract (the outbox drain relies on exactly this):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+from archangel.metrics import count_rate_limit_wait, observe_provider_call
+from providers_app import breakers, ratelimit
+from providers_app.adapters import get_adapter
+from providers_app.adapters.base import NotFound, PermanentError, ProviderError, RateLimited
+from providers_app.http import last_status
+
+logger = logging.getLogger(__name__)
+
+OPERATIONS = ("create", "update", "complete", "archive", "delete")
+# Trello says which of its two limits a 429 hit (docs/provider-apis.md §2.6).
+TRELLO_429_SCOPES = {"API_TOKEN_LIMIT_EXCEEDED": "token", "API_KEY_LIMIT_EXCEEDED": "key"}
 
 
 @dataclass(frozen=True)
@@ -28,8 +41,25 @@ class DeliveryResult:
     adopted: bool = False  # a create that found the task an earlier attempt made
 
 
-def reserve(provider, *, urgent: bool = False) -> float:  # pragma: no cover - implemented by the adapters work
-    raise NotImplementedError
+def reserve(provider, *, urgent: bool = False) -> float:
+    """Ask the breaker, then the budget. Nothing is taken when the answer is a wait."""
+    wait = breakers.wait_seconds(provider)
+    if wait > 0:
+        observe_provider_call(provider.type, "deliver", "circuit_open", 0.0)
+        return wait
+    wait = ratelimit.take(provider, urgent=urgent)
+    if wait > 0:
+        breakers.release_probe(provider)  # a probe slot we may hold goes back unused
+        count_rate_limit_wait(provider.type, wait)
+    return wait
+
+
+def _penalize(provider, exc: RateLimited) -> None:
+    scope = None
+    if provider.type == "trello" and isinstance(exc.body, dict):
+        scope = TRELLO_429_SCOPES.get(exc.body.get("error"))
+    if exc.retry_after:
+        ratelimit.penalize(provider, exc.retry_after, scope=scope)
 
 
 def deliver(
@@ -40,5 +70,56 @@ def deliver(
     idempotency_key: str,
     external_id: str | None,
     outcome_unknown_before: bool = False,
-) -> DeliveryResult:  # pragma: no cover - implemented by the adapters work
-    raise NotImplementedError
+) -> DeliveryResult:
+    """One outbox operation through the adapter; see the module docstring for the contract."""
+    if operation not in OPERATIONS:
+        raise PermanentError(f"unknown outbox operation {operation!r}; expected one of {', '.join(OPERATIONS)}")
+    external_id = external_id or payload.get("external_id") or None
+    adapter = get_adapter(provider)
+    try:
+        result = _dispatch(adapter, provider, operation, payload, idempotency_key, external_id, outcome_unknown_before)
+    except NotFound as exc:
+        if operation == "delete":
+            # Already gone: deleting twice has the effect of deleting once (docs/reliability.md).
+            breakers.record_success(provider)
+            return DeliveryResult(external_id=None, status_code=exc.status_code)
+        breakers.record_failure(provider, exc)
+        raise
+    except ProviderError as exc:
+        if isinstance(exc, RateLimited):
+            _penalize(provider, exc)
+        breakers.record_failure(provider, exc)
+        raise
+    breakers.record_success(provider)
+    return result
+
+
+def _dispatch(adapter, provider, operation, payload, idempotency_key, external_id, outcome_unknown_before):
+    if operation == "create":
+        if outcome_unknown_before:
+            # The lookup is one more request: it needs its own unit of budget (taken as urgent:
+            # it is the cheapest way to avoid a duplicate). Without one, wait like any 429.
+            wait = ratelimit.take(provider, urgent=True)
+            if wait > 0:
+                raise RateLimited(f"no rate budget left to look for the task of {idempotency_key}", retry_after=wait)
+            found = adapter.find_by_reference(payload, idempotency_key=idempotency_key)
+            if found is not None and found.external_id:
+                logger.info("adopted %s task %s made by an earlier attempt", provider.type, found.external_id)
+                return DeliveryResult(external_id=found.external_id, status_code=last_status(), adopted=True)
+        created = adapter.create(payload, idempotency_key=idempotency_key)
+        return DeliveryResult(external_id=created.external_id, status_code=last_status())
+    if not external_id:
+        if operation == "delete":
+            return DeliveryResult(external_id=None)  # never created there: nothing to delete
+        raise PermanentError(
+            f"cannot {operation} a task that has no id at {provider.type}: its create was never delivered"
+        )
+    if operation == "update":
+        adapter.update(external_id, payload, idempotency_key=idempotency_key)
+    elif operation == "complete":
+        adapter.complete(external_id, payload, idempotency_key=idempotency_key)
+    elif operation == "archive":
+        adapter.archive(external_id, payload, idempotency_key=idempotency_key)
+    else:
+        adapter.delete(external_id, idempotency_key=idempotency_key)
+    return DeliveryResult(external_id=None, status_code=last_status())

@@ -1,0 +1,108 @@
+"""What the three HTTP adapters share: the reference marker and payload conversions."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from providers_app.adapters.base import Adapter, TransientError
+from providers_app.http import HttpResult, ProviderHttp
+
+# Every task we create carries this line in its description, so a create whose first attempt
+# ended with an unknown outcome can find the task it may have made (docs/reliability.md,
+# "Idempotency at the provider"). The key is the outbox event's idempotency key.
+MARKER_PREFIX = "archangel-ref: "
+# A create's lookup stops after this many list pages: it must stay cheap in rate budget.
+MAX_LOOKUP_PAGES = 10
+
+
+def marker(idempotency_key: str) -> str:
+    return f"{MARKER_PREFIX}{idempotency_key}"
+
+
+def with_marker(description: str | None, idempotency_key: str) -> str:
+    """The description followed by the marker on a line of its own."""
+    description = (description or "").rstrip()
+    return f"{description}\n\n{marker(idempotency_key)}" if description else marker(idempotency_key)
+
+
+def has_marker(text: Any, idempotency_key: str) -> bool:
+    if not isinstance(text, str) or MARKER_PREFIX not in text:
+        return False
+    wanted = marker(idempotency_key)
+    # Line by line, so key "…:v1:create" never matches "…:v1:create-2"; providers may add
+    # markup around lines (ClickUp's markdown_description), hence strip().
+    return any(line.strip().strip("*_`") == wanted for line in text.splitlines())
+
+
+def strip_marker(text: str) -> str:
+    lines = [line for line in text.splitlines() if not line.strip().startswith(MARKER_PREFIX)]
+    return "\n".join(lines).rstrip()
+
+
+def deadline_utc(payload: dict[str, Any]) -> datetime | None:
+    """The payload's deadline as an aware UTC datetime (a naive one is taken as UTC)."""
+    raw = payload.get("deadline")
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def effort_minutes(payload: dict[str, Any]) -> int | None:
+    hours = payload.get("effort_hours")
+    if hours is None or isinstance(hours, bool):
+        return None
+    try:
+        minutes = float(hours) * 60
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(minutes) or minutes <= 0:
+        return None
+    return max(1, round(minutes))
+
+
+def priority(payload: dict[str, Any]) -> int | None:
+    """Our priority, 1 low … 4 urgent, or None when missing or out of range."""
+    value = payload.get("priority")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
+        return None
+    return value
+
+
+def as_dict(data: Any) -> dict[str, Any]:
+    return data if isinstance(data, dict) else {}
+
+
+def text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+class HttpAdapter(Adapter):
+    """An adapter whose provider speaks HTTP through :class:`ProviderHttp`."""
+
+    http: ProviderHttp
+
+    def __init__(self, config: dict[str, Any], *, account_key: str = "") -> None:
+        self.config = dict(config)
+        self.account_key = account_key or self.type
+
+    def _created_id(self, result: HttpResult, operation: str = "create") -> str:
+        """The id of the object a create answered with. A 2xx without one means we cannot
+        tell what was made: retry, and look for the marker first."""
+        external_id = as_dict(result.data).get("id")
+        if isinstance(external_id, int) and not isinstance(external_id, bool):
+            external_id = str(external_id)
+        if not isinstance(external_id, str) or not external_id:
+            raise TransientError(
+                f"{self.type} {operation} answered {result.status_code} without an id; its outcome is unknown",
+                status_code=result.status_code,
+                outcome_unknown=True,
+            )
+        return external_id

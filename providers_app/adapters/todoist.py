@@ -1,0 +1,167 @@
+"""Todoist API v1 (docs/provider-apis.md §3).
+
+REST v2 answers 410 Gone since 2026-02-10 (§0): only ``/api/v1`` is spoken, and a
+410 becomes a permanent error that says so. Wire format: ``Authorization: Bearer
+<token>`` (§3.1); ``POST /tasks`` creates, ``POST /tasks/{id}`` updates (POST, not
+PUT), ``POST /tasks/{id}/close`` completes, ``DELETE /tasks/{id}`` deletes (§3.2).
+Priority 1 normal … 4 urgent is the same scale as ours (§3.3: beware the UI shows
+it inverted); ``due_datetime`` RFC 3339 in UTC; effort as ``duration`` +
+``duration_unit: "minute"`` (both or neither). Tasks cannot be archived in
+Todoist (only projects can, §3.2), so archiving closes the task.
+
+Idempotency: every write carries ``X-Request-Id`` (§3.8: at most 36 bytes, a
+repeated id is discarded), derived from the outbox idempotency key as a UUID 5
+because our keys are longer than 36 bytes. Whether v1 de-duplicates on it is
+UNCONFIRMED, so creates also carry the reference marker (last line of
+``description``, ``archangel-ref: <key>``) and an unknown outcome looks it up.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from providers_app.adapters.base import Page, PermanentError, ProviderError, RemoteTask
+from providers_app.adapters.common import (
+    MAX_LOOKUP_PAGES,
+    HttpAdapter,
+    as_dict,
+    deadline_utc,
+    effort_minutes,
+    has_marker,
+    priority,
+    text,
+    with_marker,
+)
+from providers_app.config import TODOIST, base_url
+from providers_app.http import ProviderHttp
+
+PAGE_LIMIT = 200  # GET /tasks takes limit 1..200 (§3.2)
+_REQUEST_ID_NAMESPACE = uuid.UUID("5b0f3c1e-7d0a-4c59-9a57-2f4d1a2b9e10")
+# Plan limits come as 403 with these tags (§3.6); they are not authentication failures.
+PLAN_LIMIT_TAGS = frozenset({"MAX_ITEMS_LIMIT_REACHED", "PROJECT_FROZEN"})
+
+
+def request_id(idempotency_key: str) -> str:
+    """A stable X-Request-Id of 36 bytes for an idempotency key of any length."""
+    return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, idempotency_key))
+
+
+def _classify(status: int, body: Any, message: str) -> ProviderError | None:
+    if status == 410:
+        return PermanentError(
+            f"{message}. Todoist REST v2 is gone (410 since 2026-02-10): point base_url at API v1, "
+            "https://api.todoist.com/api/v1",
+            status_code=status,
+            body=body if isinstance(body, dict) else None,
+        )
+    if status == 403 and as_dict(body).get("error_tag") in PLAN_LIMIT_TAGS:
+        return PermanentError(f"{message} (a Todoist plan limit)", status_code=status, body=body)
+    return None
+
+
+class TodoistAdapter(HttpAdapter):
+    type = TODOIST
+
+    def __init__(self, config: dict[str, Any], *, account_key: str = "") -> None:
+        super().__init__(config, account_key=account_key)
+        token = self.config["api_token"]
+        self.project_id = self.config.get("project_id")
+        self.http = ProviderHttp(
+            provider_type=TODOIST,
+            base_url=base_url(TODOIST, self.config),
+            account_key=self.account_key,
+            headers={"Authorization": f"Bearer {token}"},  # §3.1
+            secrets=(token,),
+            classify=_classify,
+            default_retry_after=60.0,  # a 429 normally says how long (§3.6)
+        )
+
+    # --- mapping --------------------------------------------------------------------------
+    def _body(self, payload: dict[str, Any], *, create: bool, idempotency_key: str = "") -> dict[str, Any]:
+        description = text(payload.get("description"))
+        body: dict[str, Any] = {
+            "content": text(payload.get("title")) or "(untitled)",
+            "description": with_marker(description, idempotency_key) if create else description,
+        }
+        ours = priority(payload)
+        if ours:
+            body["priority"] = ours  # same scale: 1 normal/low … 4 urgent (§3.3)
+        due = deadline_utc(payload)
+        if due is not None:
+            body["due_datetime"] = due.strftime("%Y-%m-%dT%H:%M:%SZ")
+        minutes = effort_minutes(payload)
+        if minutes is not None:
+            body["duration"], body["duration_unit"] = minutes, "minute"
+        assignee = payload.get("assignee_external_id")
+        if assignee:
+            body["assignee_id"] = str(assignee)
+        if create and self.project_id:
+            body["project_id"] = self.project_id  # a task cannot change project by update (§3.2)
+        return body
+
+    @staticmethod
+    def _remote(data: Any) -> RemoteTask:
+        data = as_dict(data)
+        status = "completed" if data.get("checked") is True else None
+        return RemoteTask(
+            external_id=str(data.get("id") or ""), title=text(data.get("content")), status=status, raw=data
+        )
+
+    def _write(self, path: str, key: str, *, operation: str, body: Any = None, method: str = "POST"):
+        return self.http.request(
+            method, path, operation=operation, json_body=body, headers={"X-Request-Id": request_id(key)}
+        )
+
+    # --- operations -----------------------------------------------------------------------
+    def create(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask:
+        body = self._body(payload, create=True, idempotency_key=idempotency_key)
+        result = self._write("/tasks", idempotency_key, operation="create", body=body)
+        self._created_id(result)
+        return self._remote(result.data)
+
+    def find_by_reference(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask | None:
+        cursor = None
+        for _ in range(MAX_LOOKUP_PAGES):
+            tasks, cursor = self._tasks_page(cursor, operation="lookup")
+            for task in tasks:
+                if has_marker(task.get("description"), idempotency_key):
+                    return self._remote(task)
+            if not cursor:
+                return None
+        return None
+
+    def _tasks_page(self, cursor: str | None, *, operation: str) -> tuple[list[dict[str, Any]], str | None]:
+        params: dict[str, Any] = {"limit": PAGE_LIMIT}
+        if self.project_id:
+            params["project_id"] = self.project_id
+        if cursor:
+            params["cursor"] = cursor
+        data = as_dict(self.http.request("GET", "/tasks", operation=operation, params=params).data)
+        tasks = [t for t in data.get("results") or [] if isinstance(t, dict)]
+        next_cursor = data.get("next_cursor")
+        return tasks, next_cursor if isinstance(next_cursor, str) and next_cursor else None
+
+    def get(self, external_id: str) -> RemoteTask:
+        return self._remote(self.http.request("GET", f"/tasks/{external_id}", operation="get").data)
+
+    def update(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask:
+        body = self._body(payload, create=False)
+        return self._remote(self._write(f"/tasks/{external_id}", idempotency_key, operation="update", body=body).data)
+
+    def complete(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> None:
+        self._write(f"/tasks/{external_id}/close", idempotency_key, operation="complete")
+
+    def archive(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> None:
+        # Todoist tasks cannot be archived (§3.2): closing takes the task off every active list.
+        self._write(f"/tasks/{external_id}/close", idempotency_key, operation="archive")
+
+    def delete(self, external_id: str, *, idempotency_key: str) -> None:
+        self._write(f"/tasks/{external_id}", idempotency_key, operation="delete", method="DELETE")
+
+    def list(self, *, cursor: str | None = None) -> Page:
+        tasks, next_cursor = self._tasks_page(cursor, operation="list")
+        return Page(items=[self._remote(t) for t in tasks], next_cursor=next_cursor)
+
+    def health_check(self) -> None:
+        self.http.request("GET", "/projects", operation="health_check")  # §3.2 containers

@@ -1,0 +1,294 @@
+"""One circuit breaker per provider, its state shared by every process through Redis.
+
+pybreaker's ``CircuitBreaker`` with ``CircuitRedisStorage`` (namespace
+``archangel:breaker:<provider id>``; a Redis client without ``decode_responses``,
+docs/reliability.md) when ``REDIS_URL`` is set, in-memory storage otherwise.
+``PROVIDER_BREAKER_FAIL_MAX`` consecutive failures open it; after
+``PROVIDER_BREAKER_RESET_SECONDS`` one probe at a time is let through (half-open),
+and its result closes or reopens the breaker.
+
+Only failures that say the provider is unwell count: errors whose
+``trips_breaker`` is set (network, timeouts, 5xx). A 404, a 429 or a validation
+error proves the provider answered (issue 3 §2), so they are excluded.
+
+The gateway does not run the HTTP call inside ``breaker.call()``: pybreaker holds
+a lock for the whole call, which would serialize every delivery of a process
+through one provider (docs/reliability.md). It asks :func:`wait_seconds` before
+sending and reports the outcome with :func:`record_success` / :func:`record_failure`,
+each a trivial call through the breaker that applies pybreaker's own rules.
+
+State changes are mirrored into ``Provider.health_status`` (open → down,
+half-open → degraded, closed → active; ``disabled`` is an operator's decision and
+is never overridden) and into the ``archangel_breaker_state`` metric.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pybreaker
+from django.conf import settings
+
+from archangel.metrics import set_breaker_state
+from providers_app.adapters.base import ProviderError
+from providers_app.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "archangel:breaker"
+OPEN, HALF_OPEN, CLOSED = pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN, pybreaker.STATE_CLOSED
+# After a Redis error, a process keeps a private in-memory breaker this long before trying Redis again.
+REDIS_RETRY_SECONDS = 30
+LAST_ERROR_TTL = 7 * 24 * 3600
+
+
+def _namespace(provider_id) -> str:
+    return f"{PREFIX}:{provider_id}"
+
+
+def _state_key(provider_id) -> str:
+    # CircuitRedisStorage's layout: "<namespace>:pybreaker:<field>".
+    return f"{_namespace(provider_id)}:pybreaker:state"
+
+
+def _does_not_trip(exc: BaseException) -> bool:
+    return not (isinstance(exc, ProviderError) and exc.trips_breaker)
+
+
+def mirror_state(provider_id, provider_name: str, state: str) -> None:
+    """Write a breaker state into the provider row and the metric; an operator's ``disabled`` stays."""
+    from providers_app.models import Provider
+
+    set_breaker_state(provider_name, state)
+    health = {OPEN: Provider.Health.DOWN, HALF_OPEN: Provider.Health.DEGRADED, CLOSED: Provider.Health.ACTIVE}[state]
+    try:
+        Provider.objects.filter(pk=provider_id).exclude(health_status__in=[Provider.Health.DISABLED, health]).update(
+            health_status=health
+        )
+    except Exception:
+        logger.exception("could not mirror breaker state %s of provider %s", state, provider_id)
+
+
+class _Mirror(pybreaker.CircuitBreakerListener):
+    def __init__(self, provider_id, name: str) -> None:
+        self.provider_id, self.name = provider_id, name
+
+    def state_change(self, cb, old_state, new_state) -> None:
+        logger.info("breaker of provider %s: %s -> %s", self.name, getattr(old_state, "name", None), new_state.name)
+        mirror_state(self.provider_id, self.name, new_state.name)
+
+
+_breakers: dict[str, tuple[pybreaker.CircuitBreaker, bool, float]] = {}
+_lock = threading.Lock()
+_memory_probes: dict[str, float] = {}
+_memory_errors: dict[str, dict[str, Any]] = {}
+
+
+def _build(provider_id, name: str) -> tuple[pybreaker.CircuitBreaker, bool]:
+    storage, shared = None, False
+    client = get_redis()
+    if client is not None:
+        import redis
+
+        try:
+            storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace=_namespace(provider_id))
+            shared = True
+        except redis.RedisError as exc:
+            logger.warning(
+                "breaker of provider %s: Redis unreachable (%s); in memory for now", name, type(exc).__name__
+            )
+    breaker = pybreaker.CircuitBreaker(
+        fail_max=settings.PROVIDERS["BREAKER_FAIL_MAX"],
+        reset_timeout=settings.PROVIDERS["BREAKER_RESET_SECONDS"],
+        exclude=[_does_not_trip],
+        listeners=[_Mirror(provider_id, name)],
+        state_storage=storage,
+        name=str(provider_id),
+        # A failure that trips the breaker re-raises the provider's own error, not a CircuitBreakerError.
+        throw_new_error_on_trip=False,
+    )
+    return breaker, shared
+
+
+def breaker_for(provider) -> pybreaker.CircuitBreaker:
+    key = str(provider.pk)
+    entry = _breakers.get(key)
+    wanted_shared = get_redis() is not None
+    if entry is not None:
+        breaker, shared, built = entry
+        if shared == wanted_shared or time.monotonic() - built < REDIS_RETRY_SECONDS:
+            return breaker
+    with _lock:
+        breaker, shared = _build(provider.pk, provider.name)
+        _breakers[key] = (breaker, shared, time.monotonic())
+    return breaker
+
+
+def _opened_at(breaker) -> float | None:
+    opened = breaker._state_storage.opened_at
+    return opened.timestamp() if opened else None
+
+
+def state(provider) -> dict[str, Any]:
+    """The breaker's state, the consecutive failures and when it lets a probe through."""
+    breaker = breaker_for(provider)
+    name = breaker.current_state
+    retry_in = None
+    if name == OPEN:
+        opened = _opened_at(breaker)
+        retry_in = max(0.0, opened + breaker.reset_timeout - time.time()) if opened else 0.0
+    set_breaker_state(provider.name, name)
+    return {"state": name, "fail_counter": breaker.fail_counter, "retry_in_seconds": retry_in}
+
+
+def _take_probe(provider, breaker) -> bool:
+    """At most one probe at a time across processes while the breaker is (half-)open."""
+    ttl = settings.PROVIDERS["CONNECT_TIMEOUT"] + settings.PROVIDERS["READ_TIMEOUT"] + 5
+    client = get_redis()
+    if client is not None:
+        import redis
+
+        try:
+            return bool(client.set(f"{_namespace(provider.pk)}:probe", b"1", nx=True, ex=ttl))
+        except redis.RedisError:
+            pass
+    now = time.monotonic()
+    with _lock:
+        if _memory_probes.get(str(provider.pk), 0.0) > now:
+            return False
+        _memory_probes[str(provider.pk)] = now + ttl
+        return True
+
+
+def release_probe(provider) -> None:
+    """Give back a probe slot taken by :func:`wait_seconds` (its result is in, or it was not sent)."""
+    _memory_probes.pop(str(provider.pk), None)
+    client = get_redis()
+    if client is not None:
+        import redis
+
+        with contextlib.suppress(redis.RedisError):
+            client.delete(f"{_namespace(provider.pk)}:probe")
+
+
+def wait_seconds(provider) -> float:
+    """0.0 when a call may go out now; else seconds until the breaker lets one through."""
+    breaker = breaker_for(provider)
+    current = breaker.state.name  # refreshes from the shared storage (and notifies on change)
+    set_breaker_state(provider.name, current)
+    if current == CLOSED:
+        return 0.0
+    if current == OPEN:
+        opened = _opened_at(breaker)
+        remaining = opened + breaker.reset_timeout - time.time() if opened else 0.0
+        if remaining > 0:
+            return remaining
+    if not _take_probe(provider, breaker):
+        return 1.0  # another process is probing; its result decides
+    if current == OPEN:
+        breaker.half_open()
+    return 0.0
+
+
+def _passthrough() -> None:
+    return None
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
+
+
+def record_success(provider) -> None:
+    breaker = breaker_for(provider)
+    try:
+        if breaker.current_state != CLOSED or breaker.fail_counter:
+            breaker.call(_passthrough)
+    except pybreaker.CircuitBreakerError:
+        pass  # still open: a call that started before it opened proves little
+    finally:
+        release_probe(provider)
+
+
+def record_failure(provider, exc: ProviderError) -> None:
+    """Count ``exc`` against the provider when it trips breakers, and remember it as the last error."""
+    _remember_error(provider, exc)
+    if not exc.trips_breaker:
+        # The provider answered (a 404, a 429, a 400): as good as a success for its health.
+        record_success(provider)
+        return
+    breaker = breaker_for(provider)
+    try:
+        breaker.call(_reraise, exc)
+    except pybreaker.CircuitBreakerError:
+        pass
+    except ProviderError:
+        pass  # the error we passed in, re-raised by the breaker after counting it
+    finally:
+        release_probe(provider)
+
+
+def _remember_error(provider, exc: ProviderError) -> None:
+    entry = {
+        "at": datetime.now(UTC).isoformat(),
+        "code": exc.code,
+        "status_code": exc.status_code,
+        "message": str(exc.message)[:500],
+    }
+    client = get_redis()
+    if client is not None:
+        import redis
+
+        try:
+            client.set(f"{_namespace(provider.pk)}:last_error", json.dumps(entry).encode(), ex=LAST_ERROR_TTL)
+            return
+        except redis.RedisError:
+            pass
+    _memory_errors[str(provider.pk)] = entry
+
+
+def last_error(provider) -> dict[str, Any] | None:
+    client = get_redis()
+    if client is not None:
+        import redis
+
+        try:
+            raw = client.get(f"{_namespace(provider.pk)}:last_error")
+            return json.loads(raw) if raw else _memory_errors.get(str(provider.pk))
+        except (redis.RedisError, ValueError):
+            pass
+    return _memory_errors.get(str(provider.pk))
+
+
+def states(provider_ids) -> dict[str, str]:
+    """Breaker state per provider id, for many providers in one Redis round trip (closed when unknown)."""
+    ids = [str(pid) for pid in provider_ids]
+    if not ids:
+        return {}
+    client = get_redis()
+    if client is not None:
+        import redis
+
+        try:
+            values = client.mget([_state_key(pid) for pid in ids])
+            return {pid: (value.decode() if value else CLOSED) for pid, value in zip(ids, values, strict=True)}
+        except redis.RedisError:
+            pass
+    result = {}
+    for pid in ids:
+        entry = _breakers.get(pid)
+        result[pid] = entry[0].current_state if entry else CLOSED
+    return result
+
+
+def reset_memory() -> None:
+    """Tests only: forget the breakers built in this process."""
+    with _lock:
+        _breakers.clear()
+        _memory_probes.clear()
+        _memory_errors.clear()
