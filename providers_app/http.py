@@ -52,6 +52,7 @@ from providers_app.adapters.base import (
     ValidationFailed,
 )
 from providers_app.hints import retry_after_from
+from providers_app.netguard import private_url_problem
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +129,17 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def session_for(cache_key: str, *, headers: Mapping[str, str], params: Mapping[str, str]) -> requests.Session:
+def session_for(
+    cache_key: str, *, base_url: str, headers: Mapping[str, str], params: Mapping[str, str]
+) -> requests.Session:
     """The pooled session of one provider account; a changed configuration gets a new key and session."""
     session = _sessions.get(cache_key)
     if session is not None:
         return session
+    # Credentials must not be sent into our own network (SSRF): the config check may have
+    # met a name that did not resolve then, so look again before the first request.
+    if problem := private_url_problem(base_url):
+        raise PermanentError(f"provider base_url refused: {problem}")
     with _sessions_lock:
         session = _sessions.get(cache_key)
         if session is None:
@@ -194,7 +201,7 @@ class ProviderHttp:
 
     @property
     def session(self) -> requests.Session:
-        return session_for(self._cache_key, headers=self._headers, params=self._params)
+        return session_for(self._cache_key, base_url=self.base_url, headers=self._headers, params=self._params)
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:

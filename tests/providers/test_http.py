@@ -31,7 +31,15 @@ def test_redact_url_masks_credentials_only():
     assert "key=***" in url and "token=***" in url and "idList=5a" in url
 
 
-def test_connection_refused_is_retryable_and_known_not_sent():
+def test_a_base_url_into_our_own_network_is_refused_before_anything_is_sent(settings):
+    settings.ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = False
+    client = ProviderHttp(provider_type="clickup", base_url="http://127.0.0.1:9", account_key="ssrf")
+    with pytest.raises(PermanentError, match="base_url refused"):
+        client.request("GET", "/team", operation="health_check")
+
+
+def test_connection_refused_is_retryable_and_known_not_sent(settings):
+    settings.ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = True
     client = ProviderHttp(provider_type="clickup", base_url="http://127.0.0.1:9", account_key="refused")
     with pytest.raises(TransientError) as caught:
         client.request("POST", "/list/1/task", operation="create", json_body={})
