@@ -10,7 +10,8 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 def pytest_sessionstart(session):
     if REQUIRE_SERVICES:
-        missing = [name for name, ok in (("PostgreSQL", settings.POSTGRES), ("Redis", settings.REDIS)) if not ok]
+        required = (("PostgreSQL", settings.POSTGRES), ("Redis", settings.REDIS), ("Chromium", settings.BROWSER))
+        missing = [name for name, ok in required if not ok]
         if missing:
             raise pytest.UsageError(f"REQUIRE_SERVICES=1 but {' and '.join(missing)} cannot be reached")
 
@@ -18,11 +19,12 @@ def pytest_sessionstart(session):
 def pytest_collection_modifyitems(config, items):
     # Without the services these tests skip, visibly; with REQUIRE_SERVICES=1 the session
     # has already stopped in pytest_sessionstart, so nothing can skip silently in CI.
-    available = {"postgres": settings.POSTGRES, "redis": settings.REDIS}
+    available = {"postgres": settings.POSTGRES, "redis": settings.REDIS, "browser": settings.BROWSER}
+    variables = {"postgres": "DATABASE_URL", "redis": "REDIS_URL", "browser": "CHROMIUM_PATH"}
     for item in items:
         for marker, ok in available.items():
             if item.get_closest_marker(marker) and not ok:
-                variable = "DATABASE_URL" if marker == "postgres" else "REDIS_URL"
+                variable = variables[marker]
                 item.add_marker(pytest.mark.skip(reason=f"needs {marker}: {variable} is not reachable"))
 
 

@@ -37,6 +37,8 @@ from archangel.settings import *  # noqa: E402,F403
 
 POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"  # noqa: F405
 REDIS = bool(REDIS_URL)  # noqa: F405
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+BROWSER = os.access(CHROMIUM_PATH, os.X_OK)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
