@@ -8,6 +8,7 @@ from rest_framework.routers import SimpleRouter
 from archangel.api import error_body
 from archangel.audit.api import AuditViewSet
 from archangel.metrics_view import metrics_view
+from outbox_app.api.predictions import UsagePredictionsView
 from providers_app.api.views import ProviderViewSet
 from providers_app.api.webhooks import webhook_view
 from tasks_app.api.events import TaskCreatedEventView
@@ -31,6 +32,7 @@ urlpatterns = [
     path("api/events/task-created", TaskCreatedEventView.as_view(), name="event-task-created"),
     path("api/routing/preview", RoutingPreviewView.as_view(), name="routing-preview"),
     path("api/events/provider-down", ProviderDownView.as_view(), name="provider-down"),
+    path("api/usage/predictions", UsagePredictionsView.as_view(), name="usage-predictions"),
     path("api/", include(router.urls)),
     path("admin/", admin.site.urls),
     # django-prometheus's metrics plus the domain and outbox metrics, restricted in production.

@@ -1,5 +1,4 @@
-from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -7,6 +6,7 @@ from rest_framework.response import Response
 from archangel.api import UUID_PATTERN, error_responses
 from archangel.permissions import IsOperator
 from providers_app import services
+from providers_app import status as provider_status
 from providers_app.api.serializers import ProviderHealthSerializer, ProviderSerializer
 from providers_app.models import Provider
 
@@ -53,15 +53,16 @@ class ProviderViewSet(
             provider=serializer.instance, data=serializer.validated_data, partial=serializer.partial
         )
 
-    @extend_schema(summary="Provider health", responses={200: ProviderHealthSerializer, **error_responses(401, 404)})
+    @extend_schema(
+        summary="Provider health",
+        description="Breaker state, rate budgets with their forecast, and the last error; with `?check=1` "
+        "also a live call to the provider's cheapest endpoint (within its rate budget).",
+        parameters=[OpenApiParameter("check", bool, required=False)],
+        responses={200: ProviderHealthSerializer, **error_responses(401, 404)},
+    )
     @action(detail=True, methods=["get"])
     def health(self, request, pk=None):
         provider = self.get_object()
-        body = {
-            "id": provider.pk,
-            "name": provider.name,
-            "type": provider.type,
-            "health_status": provider.health_status,
-            "checked_at": timezone.now(),
-        }
+        check = request.query_params.get("check", "").lower() in {"1", "true", "yes"}
+        body = provider_status.provider_health(provider, check=check)
         return Response(ProviderHealthSerializer(body).data, status=status.HTTP_200_OK)

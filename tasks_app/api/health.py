@@ -1,5 +1,6 @@
 """GET /api/health: is everything this process depends on reachable? No authentication."""
 
+import logging
 import tempfile
 import time
 from functools import lru_cache
@@ -16,6 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from outbox_app import selectors as outbox_selectors
+from providers_app import status as provider_status
+
+logger = logging.getLogger(__name__)
 
 
 def _check_database() -> None:
@@ -59,6 +63,11 @@ HealthSerializer = inline_serializer(
         "checks": serializers.DictField(child=serializers.DictField(), help_text="Per dependency: ok, latency, error."),
         "down": serializers.ListField(child=serializers.CharField(), help_text="Names of what is down."),
         "outbox": serializers.DictField(required=False, help_text="Backlog by status and oldest pending age."),
+        "providers": serializers.DictField(
+            required=False,
+            help_text="Per provider name: type, health_status and circuit breaker state (closed, half-open, open). "
+            "An open breaker holds that provider's deliveries back; it does not make the system down.",
+        ),
         "time": serializers.DateTimeField(),
     },
 )
@@ -85,4 +94,8 @@ class HealthView(APIView):
         body = {"status": "down" if down else "ok", "checks": checks, "down": down, "time": timezone.now()}
         if "database" not in down:
             body["outbox"] = outbox_selectors.outbox_backlog(cap=HEALTH_COUNT_CAP)
+            try:
+                body["providers"] = provider_status.breaker_summary()
+            except Exception:
+                logger.exception("could not read the providers' breaker states for /api/health")
         return Response(body, status=503 if down else 200)
