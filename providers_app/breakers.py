@@ -32,7 +32,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import pybreaker
 from django.conf import settings
 
 from archangel.metrics import set_breaker_state
@@ -42,7 +41,10 @@ from providers_app.redis_client import get_redis
 logger = logging.getLogger(__name__)
 
 PREFIX = "archangel:breaker"
-OPEN, HALF_OPEN, CLOSED = pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN, pybreaker.STATE_CLOSED
+# pybreaker's state names. pybreaker itself is imported only when a breaker is built: it imports
+# redis, which imports OpenTelemetry when that is installed, and loading the app must not
+# (tests/test_tracing.py), since routing imports this module to read breaker states.
+OPEN, HALF_OPEN, CLOSED = "open", "half-open", "closed"
 # After a Redis error, a process keeps a private in-memory breaker this long before trying Redis again.
 REDIS_RETRY_SECONDS = 30
 LAST_ERROR_TTL = 7 * 24 * 3600
@@ -75,22 +77,26 @@ def mirror_state(provider_id, provider_name: str, state: str) -> None:
         logger.exception("could not mirror breaker state %s of provider %s", state, provider_id)
 
 
-class _Mirror(pybreaker.CircuitBreakerListener):
-    def __init__(self, provider_id, name: str) -> None:
-        self.provider_id, self.name = provider_id, name
+def _mirror_listener(provider_id, name: str):
+    import pybreaker
 
-    def state_change(self, cb, old_state, new_state) -> None:
-        logger.info("breaker of provider %s: %s -> %s", self.name, getattr(old_state, "name", None), new_state.name)
-        mirror_state(self.provider_id, self.name, new_state.name)
+    class Mirror(pybreaker.CircuitBreakerListener):
+        def state_change(self, cb, old_state, new_state) -> None:
+            logger.info("breaker of provider %s: %s -> %s", name, getattr(old_state, "name", None), new_state.name)
+            mirror_state(provider_id, name, new_state.name)
+
+    return Mirror()
 
 
-_breakers: dict[str, tuple[pybreaker.CircuitBreaker, bool, float]] = {}
+_breakers: dict[str, tuple[Any, bool, float]] = {}
 _lock = threading.Lock()
 _memory_probes: dict[str, float] = {}
 _memory_errors: dict[str, dict[str, Any]] = {}
 
 
-def _build(provider_id, name: str) -> tuple[pybreaker.CircuitBreaker, bool]:
+def _build(provider_id, name: str):
+    import pybreaker
+
     storage, shared = None, False
     client = get_redis()
     if client is not None:
@@ -107,7 +113,7 @@ def _build(provider_id, name: str) -> tuple[pybreaker.CircuitBreaker, bool]:
         fail_max=settings.PROVIDERS["BREAKER_FAIL_MAX"],
         reset_timeout=settings.PROVIDERS["BREAKER_RESET_SECONDS"],
         exclude=[_does_not_trip],
-        listeners=[_Mirror(provider_id, name)],
+        listeners=[_mirror_listener(provider_id, name)],
         state_storage=storage,
         name=str(provider_id),
         # A failure that trips the breaker re-raises the provider's own error, not a CircuitBreakerError.
@@ -116,7 +122,7 @@ def _build(provider_id, name: str) -> tuple[pybreaker.CircuitBreaker, bool]:
     return breaker, shared
 
 
-def breaker_for(provider) -> pybreaker.CircuitBreaker:
+def breaker_for(provider):
     key = str(provider.pk)
     entry = _breakers.get(key)
     wanted_shared = get_redis() is not None
@@ -205,6 +211,8 @@ def _reraise(exc: BaseException) -> None:
 
 
 def record_success(provider) -> None:
+    import pybreaker
+
     breaker = breaker_for(provider)
     try:
         if breaker.current_state != CLOSED or breaker.fail_counter:
@@ -222,6 +230,8 @@ def record_failure(provider, exc: ProviderError) -> None:
         # The provider answered (a 404, a 429, a 400): as good as a success for its health.
         record_success(provider)
         return
+    import pybreaker
+
     breaker = breaker_for(provider)
     try:
         breaker.call(_reraise, exc)
