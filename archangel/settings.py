@@ -337,6 +337,8 @@ ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARCHANGEL_ALLOW_PRIVATE_PROVID
 # Hosts a provider base_url may reach over plain http (comma-separated; everything else must be
 # https). `make run` lists the sandbox's.
 ARCHANGEL_PLAIN_HTTP_HOSTS = env_list("ARCHANGEL_PLAIN_HTTP_HOSTS", default=[])
+# The oldest TLS version provider calls accept (all three providers offer 1.3); 1.2 only on purpose.
+ARCHANGEL_PROVIDER_TLS_MIN = env_choice("ARCHANGEL_PROVIDER_TLS_MIN", "1.3", {"1.2", "1.3"})
 
 # The score's weights (tasks_app/scoring.py): one variable per factor, each non-negative,
 # together summing to 1. Checked here so a bad value stops start-up, not the first request.

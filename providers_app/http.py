@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.ssl_ import create_urllib3_context
 
 from archangel.metrics import time_provider_call
 from providers_app.adapters.base import (
@@ -52,7 +54,7 @@ from providers_app.adapters.base import (
     ValidationFailed,
 )
 from providers_app.hints import retry_after_from
-from providers_app.netguard import private_url_problem
+from providers_app.netguard import plain_http_problem, private_url_problem
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,20 @@ def last_status() -> int | None:
 
 
 # --- Sessions: one pool per provider account and configuration ---------------------------------------
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class TLSFloorAdapter(HTTPAdapter):
+    """Verified HTTPS with a minimum TLS version (``ARCHANGEL_PROVIDER_TLS_MIN``, default 1.3:
+    ClickUp, Trello and Todoist all offer it; 1.2 only by explicit setting)."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        context = create_urllib3_context()  # CERT_REQUIRED with hostname checks, as requests uses
+        context.minimum_version = TLS_VERSIONS[settings.ARCHANGEL_PROVIDER_TLS_MIN]
+        kwargs["ssl_context"] = context
+        return super().init_poolmanager(*args, **kwargs)
+
+
 _sessions: dict[str, requests.Session] = {}
 _sessions_lock = threading.Lock()
 
@@ -138,7 +154,7 @@ def session_for(
         return session
     # Credentials must not be sent into our own network (SSRF): the config check may have
     # met a name that did not resolve then, so look again before the first request.
-    if problem := private_url_problem(base_url):
+    if problem := plain_http_problem(base_url) or private_url_problem(base_url):
         raise PermanentError(f"provider base_url refused: {problem}")
     with _sessions_lock:
         session = _sessions.get(cache_key)
@@ -146,7 +162,7 @@ def session_for(
             session = requests.Session()
             # No automatic retries: the outbox decides when to try again, with backoff and
             # a look for the task an attempt of unknown outcome may have made.
-            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
+            adapter = TLSFloorAdapter(pool_connections=2, pool_maxsize=POOL_SIZE, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             session.headers.update({"Accept": "application/json", "User-Agent": "archangel/1.0", **headers})
