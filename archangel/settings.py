@@ -317,6 +317,9 @@ ARCHANGEL = {
     "WEBHOOK_ADOPT_ROUTE": env_bool("ARCHANGEL_WEBHOOK_ADOPT_ROUTE", default=False),
     # A delivery whose processing failed this many times stays failed (visible in the admin).
     "WEBHOOK_MAX_ATTEMPTS": env_int("ARCHANGEL_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+    # The address providers reach this service at (https://archangel.example.com), for the
+    # webhook callback URLs `manage.py register_webhooks` registers.
+    "PUBLIC_URL": env_str("ARCHANGEL_PUBLIC_URL", ""),
     # Minutes between reconciliation pulls of each provider (0 turns the periodic pull off).
     "SYNC_PULL_MINUTES": env_int("ARCHANGEL_SYNC_PULL_MINUTES", 15, minimum=0),
     # What happens to a provider's undelivered tasks when it goes down (tasks_app.services.provider_went_down):

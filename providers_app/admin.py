@@ -1,10 +1,10 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from archangel.errors import InvalidInput
 from providers_app import services
 from providers_app.config import SPECS
-from providers_app.models import Provider
+from providers_app.models import Provider, WebhookDelivery
 
 ALL_SECRET_KEYS = sorted({key for spec in SPECS.values() for key in spec.secret})
 
@@ -71,6 +71,29 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ["type", "health_status"]
     search_fields = ["name"]
     readonly_fields = ["health_status", "created_at", "updated_at"]
+    actions = ["register_webhooks", "unregister_webhooks"]
+
+    @admin.action(description="Register webhooks (ClickUp, Trello) at ARCHANGEL_PUBLIC_URL")
+    def register_webhooks(self, request, queryset):
+        self._webhook_action(request, queryset, register=True)
+
+    @admin.action(description="Unregister webhooks")
+    def unregister_webhooks(self, request, queryset):
+        self._webhook_action(request, queryset, register=False)
+
+    def _webhook_action(self, request, queryset, *, register):
+        from providers_app.adapters.base import ProviderError
+
+        for provider in queryset:
+            try:
+                if register:
+                    result = services.webhook_register(provider=provider)
+                    self.message_user(request, f"{provider.name}: webhook {result['webhook_id']} registered.")
+                else:
+                    services.webhook_unregister(provider=provider)
+                    self.message_user(request, f"{provider.name}: webhook removed.")
+            except (InvalidInput, ProviderError) as exc:
+                self.message_user(request, f"{provider.name}: {exc.message}", level=messages.ERROR)
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -86,3 +109,28 @@ class ProviderAdmin(admin.ModelAdmin):
             )
         form.instance = saved
         obj.pk = saved.pk
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Read-only: deliveries are written by the intake and the processing job only."""
+
+    list_display = ["received_at", "provider", "event", "status", "attempts", "processed_at"]
+    list_filter = ["status", "provider__type", "event"]
+    search_fields = ["dedup_key", "event"]
+    list_select_related = ["provider"]
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+    actions = ["process_again"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Process again (failed deliveries)")
+    def process_again(self, request, queryset):
+        count = 0
+        for delivery in queryset.filter(status=WebhookDelivery.Status.FAILED):
+            count += bool(services.webhook_enqueue(delivery_id=str(delivery.pk)))
+        self.message_user(request, f"{count} delivery job(s) sent.")

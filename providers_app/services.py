@@ -1,5 +1,6 @@
 """Writes to providers. Secret config keys are encrypted before they reach the database."""
 
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -94,11 +95,13 @@ def webhook_store(*, target, event: str, dedup_key: str, headers: dict, payload:
         created_at=now,
         updated_at=now,
     )
-    with transaction.atomic():
-        if not insert_rows([row], skip_conflicts=True):
-            return None, False
-        delivery_id = str(row.pk)
-        transaction.on_commit(lambda: webhook_enqueue(delivery_id=delivery_id))
+    # One statement, so no explicit transaction: in autocommit it commits by itself (a BEGIN
+    # and COMMIT round trip fewer on the hot path); inside a caller's transaction on_commit
+    # still waits for that transaction to commit.
+    if not insert_rows([row], skip_conflicts=True):
+        return None, False
+    delivery_id = str(row.pk)
+    transaction.on_commit(lambda: webhook_enqueue(delivery_id=delivery_id))
     return delivery_id, True
 
 
@@ -116,4 +119,93 @@ def webhook_enqueue(*, delivery_id: str) -> bool:
             type(exc).__name__,
         )
         return False
+    return True
+
+
+# --- webhook registration (issue 5 §4) ----------------------------------------------------------
+
+CLICKUP_TASK_EVENTS = [
+    # docs/provider-apis.md §1.5: the task events; list/folder/space/goal events are not needed.
+    "taskCreated",
+    "taskUpdated",
+    "taskDeleted",
+    "taskPriorityUpdated",
+    "taskStatusUpdated",
+    "taskAssigneeUpdated",
+    "taskDueDateUpdated",
+    "taskMoved",
+]
+
+
+def webhook_callback_url(*, provider: Provider, base_url: str | None = None) -> str:
+    """Where the provider should post: the long form, which names the account."""
+    from django.conf import settings
+
+    root = (base_url or settings.ARCHANGEL["PUBLIC_URL"]).rstrip("/")
+    if not root:
+        raise InvalidInput({"url": ["Set ARCHANGEL_PUBLIC_URL (or pass --url): the address providers can reach."]})
+    return f"{root}/api/webhooks/{provider.type}/{provider.pk}"
+
+
+def webhook_register(*, provider: Provider, base_url: str | None = None) -> dict[str, Any]:
+    """Create the provider's webhook and store what verifying its deliveries needs.
+
+    ClickUp: ``POST /team/{team_id}/webhook``; the answer's ``secret`` signs every delivery
+    and is stored encrypted with the webhook id (§1.5). Trello: ``POST /webhooks`` on the
+    board; the callback URL is stored verbatim because Trello signs body + that exact
+    string (§2.5), and Trello checks it with a HEAD first. Todoist webhooks belong to the
+    app and are set up in its console (§3.5; see the README). The HTTP call happens
+    before (and outside) the transaction that stores the result.
+    """
+    from providers_app.adapters import get_adapter
+    from providers_app.config import CLICKUP, TRELLO
+
+    callback = webhook_callback_url(provider=provider, base_url=base_url)
+    http = get_adapter(provider).http
+    config = provider.full_config()
+    if provider.type == CLICKUP:
+        team_id = config.get("team_id")
+        if not team_id:
+            raise InvalidInput({"config.team_id": ["Needed to register a ClickUp webhook."]})
+        body = {"endpoint": callback, "events": CLICKUP_TASK_EVENTS, "list_id": config["list_id"]}
+        data = http.request("POST", f"/team/{team_id}/webhook", operation="register_webhook", json_body=body).data
+        hook = (data or {}).get("webhook") or {}
+        webhook_id, secret = str((data or {}).get("id") or hook.get("id") or ""), hook.get("secret")
+        if not webhook_id or not secret:
+            raise InvalidInput({"webhook": ["ClickUp's answer carried no webhook id or secret."]})
+        changes = {"webhook_id": webhook_id, "webhook_secret": secret}
+    elif provider.type == TRELLO:
+        params = {"callbackURL": callback, "idModel": config["board_id"], "description": f"Archangel {provider.name}"}
+        data = http.request("POST", "/webhooks", operation="register_webhook", params=params).data
+        webhook_id = str((data or {}).get("id") or "")
+        if not webhook_id:
+            raise InvalidInput({"webhook": ["Trello's answer carried no webhook id."]})
+        changes = {"webhook_id": webhook_id, "callback_url": callback}
+    else:
+        raise InvalidInput(
+            {"type": ["Todoist webhooks are configured per app in its console; see the README (Webhooks)."]}
+        )
+    provider_update(provider=provider, data={"config": changes}, partial=True)
+    return {"webhook_id": webhook_id, "callback_url": callback}
+
+
+def webhook_unregister(*, provider: Provider) -> bool:
+    """Delete the provider's webhook (a 404 means it is gone already) and forget its id."""
+    from providers_app.adapters import get_adapter
+    from providers_app.adapters.base import NotFound
+    from providers_app.config import CLICKUP, TRELLO
+
+    webhook_id = provider.config.get("webhook_id")
+    if provider.type not in (CLICKUP, TRELLO):
+        raise InvalidInput({"type": ["Todoist webhooks are removed in the app console; see the README."]})
+    if not webhook_id:
+        return False
+    path = f"/webhook/{webhook_id}" if provider.type == CLICKUP else f"/webhooks/{webhook_id}"
+    # Already deleted at the provider (or never there): forgetting it is all that is left.
+    with contextlib.suppress(NotFound):
+        get_adapter(provider).http.request("DELETE", path, operation="unregister_webhook")
+    changes: dict[str, Any] = {"webhook_id": None}
+    if provider.type == CLICKUP:
+        changes["webhook_secret"] = None
+    provider_update(provider=provider, data={"config": changes}, partial=True)
     return True

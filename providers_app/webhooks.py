@@ -34,6 +34,19 @@ KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Todoist-Delivery-ID", "X-Reques
 SIGNING_SECRET = {CLICKUP: "webhook_secret", TRELLO: "app_secret", TODOIST: "client_secret"}
 
 
+# The adapters end the description of every task they create with this line (a reference to
+# our outbox event, docs/reliability.md "Idempotency at the provider"); it is not part of
+# the description the user sees and must not read as a change when it comes back.
+MARKER_PREFIX = "archangel-ref: "
+
+
+def strip_marker(text: str) -> str:
+    if MARKER_PREFIX not in text:
+        return text
+    lines = [line for line in text.splitlines() if not line.strip().strip("*_`").startswith(MARKER_PREFIX)]
+    return "\n".join(lines).rstrip()
+
+
 class PayloadError(ValueError):
     """The body is authentic but not a payload we can read."""
 
@@ -279,7 +292,7 @@ def parse_clickup_task(task: Mapping[str, Any], config: Mapping[str, Any]) -> Re
     """A task as GET /task/{id} or GET /list/{id}/task returns it (§1.4)."""
     fields: dict[str, Any] = {
         "title": task.get("name") or "",
-        "description": task.get("text_content") or task.get("description") or "",
+        "description": strip_marker(task.get("text_content") or task.get("description") or ""),
         "priority": clickup_priority(task.get("priority")),
         "deadline": _ms_to_iso(task.get("due_date")) if task.get("due_date") else None,
         "assignee_external_ids": [str(a.get("id")) for a in task.get("assignees") or [] if isinstance(a, Mapping)],
@@ -357,7 +370,7 @@ def parse_trello_webhook(payload: Mapping[str, Any], config: Mapping[str, Any]) 
         if "name" in old:
             fields["title"] = card.get("name") or ""
         if "desc" in old:
-            fields["description"] = card.get("desc") or ""
+            fields["description"] = strip_marker(card.get("desc") or "")
         if "due" in old:
             fields["deadline"] = card.get("due")
         if {"idList", "closed", "dueComplete"} & set(old):
@@ -377,7 +390,7 @@ def parse_trello_card(card: Mapping[str, Any], config: Mapping[str, Any]) -> Rem
     """A card as GET /cards/{id} or GET /boards/{id}/cards returns it (§2.4)."""
     fields: dict[str, Any] = {
         "title": card.get("name") or "",
-        "description": card.get("desc") or "",
+        "description": strip_marker(card.get("desc") or ""),
         "deadline": card.get("due") or None,
         "assignee_external_ids": [str(m) for m in card.get("idMembers") or []],
     }
@@ -398,13 +411,13 @@ def parse_trello_card(card: Mapping[str, Any], config: Mapping[str, Any]) -> Rem
 
 
 def todoist_priority(value: Any) -> int | None:
-    """Todoist 1 normal (default) .. 4 urgent (§3.3); ours 1 low .. 4 urgent. Todoist has no
-    "low" below its default, so 1 reads as our normal and our low is written as 1 too."""
+    """Todoist 1 normal (default) .. 4 urgent (§3.3); the adapter writes ours (1 low .. 4
+    urgent) unchanged, so it reads back unchanged: a round trip must compare equal."""
     try:
         number = int(value)
     except (TypeError, ValueError):
         return None
-    return {1: 2, 2: 2, 3: 3, 4: 4}.get(number)
+    return number if 1 <= number <= 4 else None
 
 
 def parse_todoist_task(item: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> RemoteChange:
@@ -412,7 +425,7 @@ def parse_todoist_task(item: Mapping[str, Any], config: Mapping[str, Any] | None
     due = item.get("due") if isinstance(item.get("due"), Mapping) else None
     fields: dict[str, Any] = {
         "title": item.get("content") or "",
-        "description": item.get("description") or "",
+        "description": strip_marker(item.get("description") or ""),
         # A bare due date means the end of that day, as for our own API.
         "deadline": (due.get("datetime") or due.get("date")) if due else None,
         "assignee_external_ids": [str(item["responsible_uid"])] if item.get("responsible_uid") else [],

@@ -3,7 +3,15 @@ from django.http import HttpResponseRedirect
 
 from archangel.errors import Conflict
 from tasks_app import services
-from tasks_app.models import Assignee, AssigneeIdentity, Client, IdempotencyRecord, RoutingDecision, Task
+from tasks_app.models import (
+    Assignee,
+    AssigneeIdentity,
+    Client,
+    IdempotencyRecord,
+    RoutingDecision,
+    SyncConflict,
+    Task,
+)
 
 
 class ReadOnlyAdminMixin:
@@ -147,3 +155,19 @@ class IdempotencyRecordAdmin(admin.ModelAdmin):
         "response_headers",
         "created_at",
     ]
+
+
+@admin.register(SyncConflict)
+class SyncConflictAdmin(admin.ModelAdmin):
+    """Every field both sides changed since the last sync, with both values and the winner."""
+
+    list_display = ["created_at", "task", "provider", "field", "winner", "local_changed_at", "remote_changed_at"]
+    list_filter = ["winner", "field", "provider"]
+    list_select_related = ["task", "provider"]
+    readonly_fields = [f.name for f in SyncConflict._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
