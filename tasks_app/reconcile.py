@@ -10,11 +10,13 @@ page is applied in its own transaction; the network call happens outside it.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 
 from django.db.models import Q
 from django.utils import timezone
 
+from providers_app import ratelimit
 from providers_app.health import unavailable_provider_ids
 from providers_app.models import Provider, ProviderSyncCursor
 from tasks_app.sync import remote_tasks_apply
@@ -39,6 +41,7 @@ def provider_pull(
     open_only: bool = True,
     dry_run: bool = False,
     restart: bool = False,
+    wait_for_budget: bool = False,
     on_page: Callable[[int, dict[str, int]], None] | None = None,
 ) -> dict[str, int]:
     """Pull every page of ``provider``'s tasks; return outcome counts (see ``remote_change_apply``).
@@ -62,6 +65,16 @@ def provider_pull(
     totals: dict[str, int] = {}
     pages = 0
     while True:
+        # Each page spends the credential's shared budget like a delivery. The beat job stops
+        # and resumes from the stored cursor next time; the command waits.
+        wait = ratelimit.take(provider)
+        while wait > 0:
+            if not wait_for_budget:
+                totals["pages"] = pages
+                totals["paused"] = 1
+                return totals
+            time.sleep(min(wait, 60))
+            wait = ratelimit.take(provider)
         page = adapter.list(cursor=cursor)  # network: outside any transaction
         raws = [dict(item.raw) or {"id": item.external_id, "name": item.title} for item in page.items]
         counts = remote_tasks_apply(provider=provider, raws=raws, since=since if open_only else None, dry_run=dry_run)

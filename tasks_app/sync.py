@@ -45,7 +45,7 @@ from providers_app.webhooks import RemoteChange, parse_task, parse_webhook
 from tasks_app import normalizer
 from tasks_app.models import AssigneeIdentity, SyncConflict, Task, TaskSyncState
 from tasks_app.normalizer import NormalizationError
-from tasks_app.services import _apply_changes, _events_for, _new_task, _score
+from tasks_app.services import _apply_changes, _events_for, _new_task, _route_new, _score
 from tasks_app.status import CLOSED, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,13 @@ def remote_task_fetch(*, provider: Provider, external_id: str) -> dict[str, Any]
         from providers_app.adapters import get_adapter
     except ImportError as exc:  # the adapters are not installed in this build
         raise RetryLater("no adapter to fetch the task with") from exc
+    from providers_app import ratelimit
+
+    # The read spends the same credential's budget as deliveries (docs/reliability.md, "Rate
+    # limits"): when it is spent the delivery waits for the sweep instead of sleeping here.
+    wait = ratelimit.take(provider)
+    if wait > 0:
+        raise RetryLater(f"rate budget spent; free again in {wait:.1f} s")
     try:
         return dict(get_adapter(provider).get(external_id).raw)
     except NotFound:
@@ -410,9 +417,18 @@ def _adopt(provider: Provider, change: RemoteChange) -> str:
     now = timezone.now()
     task = _new_task(normalized, source=Task.Source.WEBHOOK, now=now)
     task.external_id = change.external_id
+    decisions = {}
+    if settings.ARCHANGEL["WEBHOOK_ADOPT_ROUTE"] and task.assignee_id is None:
+        # Policy: adopted work is given a person too (the provider stays the one it came from).
+        decisions = _route_new([task], {}, now=now)
     if not insert_rows([task], skip_conflicts=True):
         # Adopted by a concurrent delivery, or an open task with the same fingerprint exists.
         return "ignored"
+    if decisions:
+        insert_rows(list(decisions.values()))
+        if task.assignee_id:
+            # The provider learns who was given the work (an update: the task exists there).
+            outbox_enqueue_many(events=_events_for([(task, task.status)]))
     TaskSyncState.objects.create(
         task=task,
         fields={
@@ -422,15 +438,7 @@ def _adopt(provider: Provider, change: RemoteChange) -> str:
         },
     )
     count_tasks_created(Task.Source.WEBHOOK)
-    _after_adopt(task)
     return "adopted"
-
-
-def _after_adopt(task: Task) -> None:
-    """Routing of an adopted task, only if ARCHANGEL_WEBHOOK_ADOPT_ROUTE is on (it is scored
-    already: ``_new_task`` scores every new task). Routing belongs to the orchestrator and is
-    not wired here yet: an adopted task stays with the provider it came from, unassigned."""
-    return None
 
 
 # --- reconciliation pull ---------------------------------------------------------------------------

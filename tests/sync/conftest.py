@@ -7,9 +7,19 @@ from tests.sync.payloads import TRELLO_CALLBACK
 
 @pytest.fixture(autouse=True)
 def _fresh_webhook_cache():
+    from providers_app import breakers, ratelimit
+    from providers_app.adapters import clear_cache
+    from providers_app.http import clear_sessions
+
     webhook_cache_clear()
+    clear_cache()
+    clear_sessions()
+    breakers.reset_memory()
+    ratelimit.reset_memory()
     yield
     webhook_cache_clear()
+    clear_cache()
+    clear_sessions()
 
 
 @pytest.fixture

@@ -227,3 +227,19 @@ def test_workers_down_deliveries_are_swept_and_processed(providers, settings):
     task.refresh_from_db()
     assert task.status == "in_progress"
     assert sync.webhook_deliveries_due() == []
+
+
+def test_adopted_work_is_routed_to_a_person_only_when_the_policy_says(providers, settings):
+    from tests.factories import IdentityFactory
+
+    IdentityFactory(provider=providers["todoist"])  # someone who works in that Todoist
+    _deliver("todoist", _todoist(event="item:added", id="R1", content="Not routed"), delivery_id="r-1")
+    assert Task.objects.get(external_id="R1").assignee_id is None
+    settings.ARCHANGEL = {**settings.ARCHANGEL, "WEBHOOK_ADOPT_ROUTE": True}
+    _deliver("todoist", _todoist(event="item:added", id="R2", content="Routed"), delivery_id="r-2")
+    task = Task.objects.get(external_id="R2")
+    assert task.assignee_id is not None
+    assert task.provider == providers["todoist"]
+    assert task.routing_decisions.count() == 1
+    [event] = OutboxEvent.objects.filter(aggregate_id=task.pk)
+    assert event.operation_type == "update"

@@ -60,6 +60,7 @@ class Command(BaseCommand):
                 open_only=not all,
                 dry_run=dry_run,
                 restart=restart,
+                wait_for_budget=True,
                 on_page=on_page,
             )
         summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
