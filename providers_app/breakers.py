@@ -213,7 +213,14 @@ def _reraise(exc: BaseException) -> None:
 def record_success(provider) -> None:
     import pybreaker
 
+    from providers_app.models import Provider
+
     breaker = breaker_for(provider)
+    if getattr(provider, "health_status", None) in (Provider.Health.DOWN, Provider.Health.DEGRADED):
+        # Marked down (by the breaker of another process, or by a provider-down event), yet it
+        # answered: it is back. A closing breaker mirrors this too; a closed one would not.
+        mirror_state(provider.pk, provider.name, CLOSED)
+        provider.health_status = Provider.Health.ACTIVE
     try:
         if breaker.current_state != CLOSED or breaker.fail_counter:
             breaker.call(_passthrough)
@@ -293,6 +300,47 @@ def states(provider_ids) -> dict[str, str]:
     for pid in ids:
         entry = _breakers.get(pid)
         result[pid] = entry[0].current_state if entry else CLOSED
+    return result
+
+
+def holding_back(provider_ids) -> dict[str, bool | None]:
+    """Per provider id: True while its breaker is open and its reset time has not passed (it
+    holds calls back), False when open past that time (the next call is a probe, so new work
+    may go there), None when not open. One Redis round trip for all of them."""
+    ids = [str(pid) for pid in provider_ids]
+    if not ids:
+        return {}
+    reset = settings.PROVIDERS["BREAKER_RESET_SECONDS"]
+    now = time.time()
+    rows: list[tuple[str, float | None]] | None = None
+    client = get_redis()
+    if client is not None:
+        import redis
+
+        try:
+            keys = [key for pid in ids for key in (_state_key(pid), f"{_namespace(pid)}:pybreaker:opened_at")]
+            values = client.mget(keys)
+            rows = []
+            for i in range(len(ids)):
+                state_raw, opened_raw = values[2 * i], values[2 * i + 1]
+                try:
+                    opened = float(opened_raw) if opened_raw else None
+                except ValueError:
+                    opened = None
+                rows.append((state_raw.decode() if state_raw else CLOSED, opened))
+        except redis.RedisError:
+            rows = None
+    if rows is None:
+        rows = []
+        for pid in ids:
+            entry = _breakers.get(pid)
+            rows.append((entry[0].current_state, _opened_at(entry[0])) if entry else (CLOSED, None))
+    result: dict[str, bool | None] = {}
+    for pid, (state_name, opened) in zip(ids, rows, strict=True):
+        if state_name != OPEN:
+            result[pid] = None
+        else:
+            result[pid] = opened is None or now < opened + reset
     return result
 
 

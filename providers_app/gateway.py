@@ -86,8 +86,8 @@ def deliver(
         breakers.record_failure(provider, exc)
         raise
     except ProviderError as exc:
-        if isinstance(exc, RateLimited):
-            _penalize(provider, exc)
+        if isinstance(exc, RateLimited) and exc.status_code == 429:
+            _penalize(provider, exc)  # the provider's own 429, not our budget running dry
         breakers.record_failure(provider, exc)
         raise
     breakers.record_success(provider)

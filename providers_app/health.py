@@ -11,13 +11,21 @@ UNAVAILABLE = (Provider.Health.DOWN, Provider.Health.DISABLED)
 
 
 def unavailable_provider_ids() -> set[uuid.UUID]:
-    """Providers that are down, disabled, or whose circuit breaker is open.
+    """Providers that are disabled, down, or whose circuit breaker is open.
 
-    One query and one Redis round trip (MGET of every breaker's state), whatever the
-    number of providers: the breaker's mirror into ``health_status`` may lag a moment
-    behind the shared state, so both are read.
+    One query and one Redis round trip (every breaker's state and opening time), whatever
+    the number of providers. The breaker decides where it has an opinion: while open and
+    within its reset time the provider is unavailable; once that time has passed it is
+    available again although still marked ``down``, because only a new call can probe it and
+    close the breaker (otherwise an idle provider, avoided by routing, would stay down for
+    ever). Without an open breaker, ``down`` (set by a provider-down event) and ``disabled``
+    (an operator's decision) hold.
     """
     rows = list(Provider.objects.values_list("id", "health_status"))
-    down = {pid for pid, health in rows if health in UNAVAILABLE}
-    states = breakers.states(pid for pid, health in rows if health not in UNAVAILABLE)
-    return down | {pid for pid, _ in rows if states.get(str(pid)) == breakers.OPEN}
+    holding = breakers.holding_back(pid for pid, health in rows if health != Provider.Health.DISABLED)
+    unavailable = set()
+    for pid, health in rows:
+        verdict = holding.get(str(pid))
+        if health == Provider.Health.DISABLED or verdict is True or (verdict is None and health in UNAVAILABLE):
+            unavailable.add(pid)
+    return unavailable

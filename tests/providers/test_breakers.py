@@ -28,10 +28,10 @@ def test_retryable_failures_open_the_breaker_and_mark_the_provider_down(fail_max
     assert breakers.state(provider)["state"] == "closed"
     _fail(provider, 1)
     state = breakers.state(provider)
-    assert state["state"] == "open" and 29 < state["retry_in_seconds"] <= 30
+    assert state["state"] == "open" and 28 < state["retry_in_seconds"] <= 30  # pybreaker keeps whole seconds
     provider.refresh_from_db()
     assert provider.health_status == Provider.Health.DOWN
-    assert 29 < breakers.wait_seconds(provider) <= 30
+    assert 28 < breakers.wait_seconds(provider) <= 30
     assert provider.pk in unavailable_provider_ids()
 
 
@@ -100,3 +100,26 @@ def test_without_redis_the_breaker_lives_in_process_memory(fail_max, settings):
     assert provider.pk in unavailable_provider_ids()
     other = make_provider("trello")
     assert other.pk not in unavailable_provider_ids()
+
+
+@pytest.mark.redis
+def test_an_open_breaker_past_its_reset_time_lets_routing_send_work_that_probes_it(fail_max, settings):
+    provider = make_provider("clickup")
+    _fail(provider, 3)
+    assert provider.pk in unavailable_provider_ids()
+    settings.PROVIDERS = {**settings.PROVIDERS, "BREAKER_RESET_SECONDS": 0}
+    provider.refresh_from_db()
+    assert provider.health_status == Provider.Health.DOWN  # still marked down ...
+    assert provider.pk not in unavailable_provider_ids()  # ... but a new call may probe it
+
+
+@pytest.mark.redis
+def test_a_provider_marked_down_by_an_event_stays_unavailable_until_a_call_succeeds(fail_max):
+    provider = make_provider("trello")
+    Provider.objects.filter(pk=provider.pk).update(health_status=Provider.Health.DOWN)
+    assert provider.pk in unavailable_provider_ids()
+    provider.refresh_from_db()
+    breakers.record_success(provider)
+    provider.refresh_from_db()
+    assert provider.health_status == Provider.Health.ACTIVE
+    assert provider.pk not in unavailable_provider_ids()
