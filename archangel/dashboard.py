@@ -3,8 +3,8 @@
 Every figure comes from an aggregate query served by an index (the outbox's
 partial "due" index and its (status, created_at) index, the tasks' open-work
 indexes), so the page costs the same with a million delivered events as with
-ten. Sections other work adds (breaker state, rate-limit budgets) are read
-through small optional hooks and left out when those modules are absent.
+ten. Breaker states come from Redis in one round trip; budgets from the
+rate limiter's usage script.
 """
 
 from __future__ import annotations
@@ -51,27 +51,39 @@ def outbox_by_provider() -> list[dict]:
     return _bars(rows, "backlog", "provider")
 
 
-def providers() -> list[dict]:
-    rows = [
-        {"id": p.id, "name": p.name, "type": p.get_type_display(), "health": p.health_status}
-        for p in Provider.objects.order_by("name")
-    ]
-    try:  # breaker state and budgets, where the providers work provides them
-        from providers_app import breakers
+def budget_left(provider: Provider) -> str:
+    """The scarcest of the provider's rate budgets, as "remaining/usable per window"."""
+    from providers_app import status
+    from providers_app.crypto import DecryptionError
 
-        states = breakers.states([row["id"] for row in rows])
-    except (ImportError, AttributeError):
-        states = {}
     try:
-        from providers_app import ratelimit
+        rows = status.budget_rows(provider)
+    except DecryptionError:
+        return "secrets unreadable"
+    if not rows:
+        return ""
+    row = min(rows, key=lambda r: r["remaining"] / max(r["usable"], 1))
+    text = f"{row['remaining']}/{row['usable']} per {row['window_seconds']:g} s"
+    return text + (f", blocked {row['blocked_for_seconds']:g} s" if row["blocked_for_seconds"] else "")
 
-        budgets = ratelimit.budgets_left([row["id"] for row in rows])
-    except (ImportError, AttributeError):
-        budgets = {}
-    for row in rows:
-        row["breaker"] = states.get(row["id"], "")
-        row["budget"] = budgets.get(row["id"], "")
-    return rows
+
+def providers() -> list[dict]:
+    """Health, breaker state (one Redis round trip for all) and the scarcest budget of each provider."""
+    from providers_app import breakers
+
+    objects = list(Provider.objects.order_by("name"))
+    states = breakers.states(p.id for p in objects)
+    return [
+        {
+            "id": p.id,
+            "name": p.name,
+            "type": p.get_type_display(),
+            "health": p.health_status,
+            "breaker": states.get(str(p.id), ""),
+            "budget": budget_left(p),
+        }
+        for p in objects
+    ]
 
 
 def workload(today: dt.date) -> list[dict]:

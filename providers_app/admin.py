@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
+from archangel.audit.context import Entry, record
 from archangel.errors import InvalidInput
 from providers_app import services
 from providers_app.config import SPECS
@@ -67,11 +68,53 @@ class ProviderForm(forms.ModelForm):
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ["name", "type", "health_status", "weight", "updated_at"]
+    list_display = ["name", "type", "health_status", "breaker", "budget", "weight", "updated_at"]
     list_filter = ["type", "health_status"]
     search_fields = ["name"]
     readonly_fields = ["health_status", "created_at", "updated_at"]
-    actions = ["register_webhooks", "unregister_webhooks"]
+    actions = ["test_connection", "reset_breaker", "register_webhooks", "unregister_webhooks"]
+
+    def get_queryset(self, request):
+        self._breaker_states = None  # filled once per changelist, see breaker()
+        return super().get_queryset(request)
+
+    @admin.display(description="Breaker")
+    def breaker(self, obj):
+        from providers_app import breakers
+
+        if self._breaker_states is None:
+            ids = Provider.objects.values_list("id", flat=True)
+            self._breaker_states = breakers.states(ids)  # one Redis round trip for the page
+        return self._breaker_states.get(str(obj.id), "")
+
+    @admin.display(description="Budget left")
+    def budget(self, obj):
+        from archangel.dashboard import budget_left
+
+        return budget_left(obj)
+
+    @admin.action(description="Test connection (a live health call within the rate budget)")
+    def test_connection(self, request, queryset):
+        from providers_app.status import live_check
+
+        for provider in queryset:
+            result = live_check(provider)
+            if result.get("ok"):
+                self.message_user(request, f"{provider.name}: OK in {result['latency_ms']} ms.", messages.SUCCESS)
+            elif result.get("ok") is None:
+                self.message_user(request, f"{provider.name}: not checked, {result['skipped']}.", messages.WARNING)
+            else:
+                detail = f"{result['code']} {result.get('status_code') or ''}: {result['error']}"
+                self.message_user(request, f"{provider.name}: failed, {detail}", messages.ERROR)
+
+    @admin.action(description="Reset breaker (close it now)")
+    def reset_breaker(self, request, queryset):
+        from providers_app import breakers
+
+        for provider in queryset:
+            breakers.reset(provider)
+            record([Entry("reset_breaker", "providers_app.provider", str(provider.pk), provider.name)])
+        self.message_user(request, f"Closed the breaker of {queryset.count()} provider(s).", messages.SUCCESS)
 
     @admin.action(description="Register webhooks (ClickUp, Trello) at ARCHANGEL_PUBLIC_URL")
     def register_webhooks(self, request, queryset):

@@ -350,3 +350,10 @@ def reset_memory() -> None:
         _breakers.clear()
         _memory_probes.clear()
         _memory_errors.clear()
+
+
+def reset(provider) -> None:
+    """An operator closes the breaker by hand (the provider is back, no need to wait for a probe)."""
+    breaker = breaker_for(provider)
+    breaker.close()
+    mirror_state(provider.pk, provider.name, CLOSED)

@@ -1,0 +1,51 @@
+"""Provider admin: breaker and budget columns; test connection and reset breaker actions."""
+
+import re
+
+import pytest
+import responses
+
+from archangel.audit.models import AuditEntry
+from providers_app import breakers
+from providers_app.adapters.base import TransientError
+from providers_app.models import Provider
+from tests.factories import make_provider
+
+CHANGELIST = "/admin/providers_app/provider/"
+
+
+@pytest.fixture
+def staff(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-ops-123"))
+    return client
+
+
+def _act(staff, action, provider):
+    return staff.post(CHANGELIST, {"action": action, "_selected_action": [str(provider.pk)]}, follow=True)
+
+
+@responses.activate
+def test_test_connection_reports_success_and_failure(staff):
+    provider = make_provider("todoist", name="TD admin", api_token="tok-admin-ok")
+    responses.add(responses.GET, re.compile(r"https://api\.todoist\.com/api/v1/.*"), json={"results": [], "id": "1"})
+    page = _act(staff, "test_connection", provider).content.decode()
+    assert "TD admin: OK in" in page
+    responses.replace(responses.GET, re.compile(r"https://api\.todoist\.com/api/v1/.*"), status=401, body="Forbidden")
+    page = _act(staff, "test_connection", provider).content.decode()
+    assert "TD admin: failed, auth 401" in page
+    assert "tok-admin-ok" not in page
+
+
+def test_reset_breaker_closes_it_marks_the_provider_active_and_is_audited(staff, settings):
+    provider = make_provider("todoist", name="TD breaker", api_token="tok-breaker")
+    for _ in range(settings.PROVIDERS["BREAKER_FAIL_MAX"]):
+        breakers.record_failure(provider, TransientError("503 from the provider", status_code=503))
+    assert breakers.states([provider.pk])[str(provider.pk)] == breakers.OPEN
+    assert Provider.objects.get(pk=provider.pk).health_status == Provider.Health.DOWN
+    changelist = staff.get(CHANGELIST).content.decode()
+    assert ">open<" in changelist and "per 900 s" in changelist  # breaker and Todoist's 15-minute budget
+    _act(staff, "reset_breaker", provider)
+    assert breakers.states([provider.pk])[str(provider.pk)] == breakers.CLOSED
+    assert Provider.objects.get(pk=provider.pk).health_status == Provider.Health.ACTIVE
+    entry = AuditEntry.objects.get(action="reset_breaker")
+    assert (entry.actor, entry.source, entry.object_id) == ("user:ops", "admin", str(provider.pk))
