@@ -54,7 +54,7 @@ def _namespace(provider_id) -> str:
     return f"{PREFIX}:{provider_id}"
 
 
-def _state_key(provider_id) -> str:
+def state_key(provider_id) -> str:
     # CircuitRedisStorage's layout: "<namespace>:pybreaker:<field>".
     return f"{_namespace(provider_id)}:pybreaker:state"
 
@@ -136,6 +136,18 @@ def breaker_for(provider):
     return breaker
 
 
+def shared(provider) -> bool:
+    """Whether this provider's breaker keeps its state in Redis (so the budget script may read it)."""
+    breaker_for(provider)
+    entry = _breakers.get(str(provider.pk))
+    return bool(entry and entry[1])
+
+
+def observed_closed(provider) -> None:
+    """The budget script saw the breaker closed: keep the metric fresh without a round trip."""
+    set_breaker_state(provider.name, CLOSED)
+
+
 def _opened_at(breaker) -> float | None:
     opened = breaker._state_storage.opened_at
     return opened.timestamp() if opened else None
@@ -210,17 +222,44 @@ def _reraise(exc: BaseException) -> None:
     raise exc
 
 
+def _may_need_recording(provider) -> bool:
+    """False when a success changes nothing: closed, no failure counted, provider not marked down,
+    no probe held. One round trip (MGET) instead of pybreaker's two reads."""
+    from providers_app.models import Provider
+
+    if getattr(provider, "health_status", None) in (Provider.Health.DOWN, Provider.Health.DEGRADED):
+        return True
+    if _memory_probes.get(str(provider.pk)):
+        return True
+    entry = _breakers.get(str(provider.pk))
+    client = get_redis()
+    if entry is None or not entry[1] or client is None:
+        return True
+    import redis
+
+    try:
+        state_raw, failures, probe = client.mget(
+            [
+                state_key(provider.pk),
+                f"{_namespace(provider.pk)}:pybreaker:fail_counter",
+                f"{_namespace(provider.pk)}:probe",
+            ]
+        )
+    except redis.RedisError:
+        return True
+    return bool(probe) or (state_raw or b"closed") != b"closed" or (failures or b"0") not in (b"0", b"")
+
+
 def record_success(provider) -> None:
+    """A call answered. Usually nothing to write (one MGET tells); else pybreaker's rules apply,
+    and a provider marked down or degraded whose breaker is closed is active again."""
     import pybreaker
 
     from providers_app.models import Provider
 
     breaker = breaker_for(provider)
-    if getattr(provider, "health_status", None) in (Provider.Health.DOWN, Provider.Health.DEGRADED):
-        # Marked down (by the breaker of another process, or by a provider-down event), yet it
-        # answered: it is back. A closing breaker mirrors this too; a closed one would not.
-        mirror_state(provider.pk, provider.name, CLOSED)
-        provider.health_status = Provider.Health.ACTIVE
+    if not _may_need_recording(provider):
+        return
     try:
         if breaker.current_state != CLOSED or breaker.fail_counter:
             breaker.call(_passthrough)
@@ -228,6 +267,12 @@ def record_success(provider) -> None:
         pass  # still open: a call that started before it opened proves little
     finally:
         release_probe(provider)
+    marked = getattr(provider, "health_status", None) in (Provider.Health.DOWN, Provider.Health.DEGRADED)
+    if marked and breaker.current_state == CLOSED:
+        # Marked down (by a provider-down event, or a breaker that has closed since), yet it
+        # answered: it is back. A closing breaker mirrors itself; a closed one would not.
+        mirror_state(provider.pk, provider.name, CLOSED)
+        provider.health_status = Provider.Health.ACTIVE
 
 
 def record_failure(provider, exc: ProviderError) -> None:
@@ -292,7 +337,7 @@ def states(provider_ids) -> dict[str, str]:
         import redis
 
         try:
-            values = client.mget([_state_key(pid) for pid in ids])
+            values = client.mget([state_key(pid) for pid in ids])
             return {pid: (value.decode() if value else CLOSED) for pid, value in zip(ids, values, strict=True)}
         except redis.RedisError:
             pass
@@ -318,7 +363,7 @@ def holding_back(provider_ids) -> dict[str, bool | None]:
         import redis
 
         try:
-            keys = [key for pid in ids for key in (_state_key(pid), f"{_namespace(pid)}:pybreaker:opened_at")]
+            keys = [key for pid in ids for key in (state_key(pid), f"{_namespace(pid)}:pybreaker:opened_at")]
             values = client.mget(keys)
             rows = []
             for i in range(len(ids)):

@@ -109,12 +109,19 @@ def limits_for(provider) -> list[Limit]:
 
 
 # --- Redis -----------------------------------------------------------------------------------------
-# KEYS: n sliding logs, then their n penalty keys. ARGV: member, n, then (window_ms, allowed) per log.
-# Returns {granted (0/1), wait_ms}. All or nothing: a request takes a unit of every limit or none.
+# KEYS: n sliding logs, then their n penalty keys, then optionally a breaker's state key.
+# ARGV: member, n, then (window_ms, allowed) per log, then the minutes of usage counters.
+# Returns {granted (0/1), wait_ms}, or {2, 0} when the breaker key holds a state other than
+# closed (the caller then asks the breaker). All or nothing: a request takes a unit of every
+# limit or none. Checking the breaker here saves the hot path a round trip.
 _TAKE = """
+local n = tonumber(ARGV[2])
+if #KEYS > 2 * n then
+  local state = redis.call('GET', KEYS[2 * n + 1])
+  if state and state ~= 'closed' then return {2, 0} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = tonumber(ARGV[2])
 local wait = 0
 for i = 1, n do
   local blocked = tonumber(redis.call('GET', KEYS[n + i]) or '0')
@@ -259,8 +266,12 @@ def _redis_or_none():
 
 
 # --- The API the gateway and the predictions use ---------------------------------------------------
-def take_limits(limits: list[Limit], *, urgent: bool = False) -> float:
-    """0.0 and one unit taken from every limit, or the seconds until one is free (nothing taken)."""
+def take_limits(limits: list[Limit], *, urgent: bool = False, unless_breaker: str | None = None) -> float | None:
+    """0.0 and one unit taken from every limit, or the seconds until one is free (nothing taken).
+
+    With ``unless_breaker`` (a breaker's Redis state key) nothing is taken and None is returned
+    when that breaker is not closed; without Redis the breaker is not looked at.
+    """
     client = _redis_or_none()
     if client is not None:
         import redis
@@ -270,16 +281,20 @@ def take_limits(limits: list[Limit], *, urgent: bool = False) -> float:
             args += [limit.window_ms, limit.allowed(urgent=urgent)]
         args.append(RATE_MINUTES)
         keys = [limit.key for limit in limits] + [f"{limit.key}:blocked" for limit in limits]
+        if unless_breaker:
+            keys.append(unless_breaker)
         try:
             granted, wait_ms = _script(client, _TAKE)(keys=keys, args=args)
+            if int(granted) == 2:
+                return None
             return 0.0 if int(granted) else int(wait_ms) / 1000
         except redis.RedisError as exc:
             _warn_redis(exc)
     return _memory.take(limits, urgent=urgent)
 
 
-def take(provider, *, urgent: bool = False) -> float:
-    return take_limits(limits_for(provider), urgent=urgent)
+def take(provider, *, urgent: bool = False, unless_breaker: str | None = None) -> float | None:
+    return take_limits(limits_for(provider), urgent=urgent, unless_breaker=unless_breaker)
 
 
 def penalize_limits(limits: list[Limit], seconds: float) -> None:
