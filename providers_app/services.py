@@ -160,6 +160,10 @@ def webhook_register(*, provider: Provider, base_url: str | None = None) -> dict
     from providers_app.adapters import get_adapter
     from providers_app.config import CLICKUP, TRELLO
 
+    if provider.type not in (CLICKUP, TRELLO):
+        raise InvalidInput(
+            {"type": ["Todoist webhooks are configured per app in its console; see the README (Webhooks)."]}
+        )
     callback = webhook_callback_url(provider=provider, base_url=base_url)
     http = get_adapter(provider).http
     config = provider.full_config()
@@ -174,17 +178,13 @@ def webhook_register(*, provider: Provider, base_url: str | None = None) -> dict
         if not webhook_id or not secret:
             raise InvalidInput({"webhook": ["ClickUp's answer carried no webhook id or secret."]})
         changes = {"webhook_id": webhook_id, "webhook_secret": secret}
-    elif provider.type == TRELLO:
+    else:
         params = {"callbackURL": callback, "idModel": config["board_id"], "description": f"Archangel {provider.name}"}
         data = http.request("POST", "/webhooks", operation="register_webhook", params=params).data
         webhook_id = str((data or {}).get("id") or "")
         if not webhook_id:
             raise InvalidInput({"webhook": ["Trello's answer carried no webhook id."]})
         changes = {"webhook_id": webhook_id, "callback_url": callback}
-    else:
-        raise InvalidInput(
-            {"type": ["Todoist webhooks are configured per app in its console; see the README (Webhooks)."]}
-        )
     provider_update(provider=provider, data={"config": changes}, partial=True)
     return {"webhook_id": webhook_id, "callback_url": callback}
 
