@@ -325,6 +325,10 @@ ARCHANGEL = {
     # What happens to a provider's undelivered tasks when it goes down (tasks_app.services.provider_went_down):
     # "wait" for it to come back, or "move" them to another available provider.
     "PROVIDER_DOWN_POLICY": env_choice("ARCHANGEL_PROVIDER_DOWN_POLICY", "wait", {"wait", "move"}),
+    # Local hour (0-23, in each assignee's time zone) from which the morning plan email goes out.
+    "PLAN_EMAIL_HOUR": env_int("ARCHANGEL_PLAN_EMAIL_HOUR", 7, minimum=0),
+    # Sends of one plan email that failed before it is given up (each email job run retries once).
+    "PLAN_EMAIL_MAX_ATTEMPTS": env_int("ARCHANGEL_PLAN_EMAIL_MAX_ATTEMPTS", 3, minimum=1),
 }
 # How long finished records are kept (archangel/audit/retention.py; a beat job purges daily).
 ARCHANGEL_RETENTION = {
@@ -342,6 +346,11 @@ ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("ARCHANGEL_ALLOW_PRIVATE_PROVID
 ARCHANGEL_PLAIN_HTTP_HOSTS = env_list("ARCHANGEL_PLAIN_HTTP_HOSTS", default=[])
 # The oldest TLS version provider calls accept (all three providers offer 1.3); 1.2 only on purpose.
 ARCHANGEL_PROVIDER_TLS_MIN = env_choice("ARCHANGEL_PROVIDER_TLS_MIN", "1.3", {"1.2", "1.3"})
+
+if ARCHANGEL["PLAN_EMAIL_HOUR"] > 23:
+    raise ImproperlyConfigured(
+        f"ARCHANGEL_PLAN_EMAIL_HOUR must be an hour from 0 to 23, got {ARCHANGEL['PLAN_EMAIL_HOUR']}"
+    )
 
 # The score's weights (tasks_app/scoring.py): one variable per factor, each non-negative,
 # together summing to 1. Checked here so a bad value stops start-up, not the first request.

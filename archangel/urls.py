@@ -13,7 +13,14 @@ from providers_app.api.views import ProviderViewSet
 from providers_app.api.webhooks import webhook_view
 from tasks_app.api.events import TaskCreatedEventView
 from tasks_app.api.health import HealthView
-from tasks_app.api.views import AssigneeViewSet, ClientViewSet, ProviderDownView, RoutingPreviewView, TaskViewSet
+from tasks_app.api.views import (
+    AssigneeViewSet,
+    ClientViewSet,
+    DailyPlannerView,
+    ProviderDownView,
+    RoutingPreviewView,
+    TaskViewSet,
+)
 
 router = SimpleRouter(trailing_slash=False)
 router.register("tasks", TaskViewSet, basename="task")
@@ -31,6 +38,7 @@ urlpatterns = [
     path("api/webhooks/<str:provider_type>/<uuid:provider_id>", webhook_view, name="webhook-provider"),
     path("api/events/task-created", TaskCreatedEventView.as_view(), name="event-task-created"),
     path("api/routing/preview", RoutingPreviewView.as_view(), name="routing-preview"),
+    path("api/planner/daily", DailyPlannerView.as_view(), name="planner-daily"),
     path("api/events/provider-down", ProviderDownView.as_view(), name="provider-down"),
     path("api/usage/predictions", UsagePredictionsView.as_view(), name="usage-predictions"),
     path("api/", include(router.urls)),

@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 from archangel.errors import Conflict
 from tasks_app import services
@@ -7,7 +9,9 @@ from tasks_app.models import (
     Assignee,
     AssigneeIdentity,
     Client,
+    DailyPlan,
     IdempotencyRecord,
+    PlanEmail,
     RoutingDecision,
     SyncConflict,
     Task,
@@ -55,6 +59,51 @@ class RoutingDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = [f.name for f in RoutingDecision._meta.fields]
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+
+@admin.register(DailyPlan)
+class DailyPlanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The stored plans, exactly as emailed and served by GET /api/planner/daily."""
+
+    list_display = ["date", "assignee", "item_count", "planned_hours", "capacity_hours", "over_capacity_hours"]
+    list_filter = ["date"]
+    list_select_related = ["assignee"]
+    search_fields = ["assignee__name", "assignee__email"]
+    date_hierarchy = "date"
+    fields = ["assignee", "date", "capacity_hours", "planned_hours", "over_capacity_hours", "plan", "generated_at"]
+    readonly_fields = fields
+
+    @admin.display(description="items")
+    def item_count(self, obj):
+        return len(obj.items)
+
+    @admin.display(description="plan")
+    def plan(self, obj):
+        lines = [
+            f"{i}. {item['title']} ({item['hours']} h){' [beyond capacity]' if item.get('over_capacity') else ''}"
+            f" - {item['reason']}"
+            for i, item in enumerate(obj.items, 1)
+        ]
+        if obj.not_fitting:
+            lines.append("Did not fit:")
+            lines += [f"- {item['title']} ({item['hours']} h) - {item['reason']}" for item in obj.not_fitting]
+        return format_html_join(mark_safe("<br>"), "{}", ((line,) for line in lines)) or "-"
+
+
+@admin.register(PlanEmail)
+class PlanEmailAdmin(admin.ModelAdmin):
+    """Who got their plan email, per day. Deleting a row lets the next job run send that day's email again."""
+
+    list_display = ["date", "assignee", "status", "attempts", "sent_at"]
+    list_filter = ["status", "date"]
+    list_select_related = ["assignee"]
+    readonly_fields = ["assignee", "date", "status", "attempts", "error", "sent_at", "created_at", "updated_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Task)

@@ -50,3 +50,11 @@ def reconcile_providers() -> int:
         except Exception:
             logger.exception("reconciliation pull of provider %s failed", provider.pk)
     return count
+
+
+@shared_task(name="tasks_app.send_daily_plan_emails", ignore_result=True)
+def send_daily_plan_emails() -> dict:
+    """Beat job: each active assignee's plan, emailed once a day in their morning."""
+    from tasks_app import plans
+
+    return plans.plan_emails_send()

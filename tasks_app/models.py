@@ -298,3 +298,68 @@ class RoutingDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} -> {self.provider_id} / {self.assignee_id}"
+
+
+class DailyPlan(models.Model):
+    """One person's plan for one day (``tasks_app/planner.py``): the ordered items with the reason
+    each is in, and what did not fit. Stored so the email, the API and the admin show the same plan;
+    building it again for the same day replaces it."""
+
+    assignee = models.ForeignKey(Assignee, on_delete=models.CASCADE, related_name="daily_plans")
+    date = models.DateField(help_text="The day, in the assignee's time zone.")
+    capacity_hours = models.DecimalField(max_digits=4, decimal_places=2)
+    planned_hours = models.FloatField(default=0)
+    over_capacity_hours = models.FloatField(default=0, help_text="Overdue work planned beyond capacity.")
+    items = models.JSONField(default=list, blank=True)
+    not_fitting = models.JSONField(default=list, blank=True)
+    generated_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-date", "assignee_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["assignee", "date"], name="tasks_app_dailyplan_unique_assignee_date"),
+        ]
+        indexes = [
+            # GET /api/planner/daily?date=...: every plan of a day.
+            models.Index(fields=["date"], name="tasks_dailyplan_date"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assignee_id} {self.date}"
+
+
+class PlanEmail(models.Model):
+    """The claim on one person's plan email of one day: inserted (ON CONFLICT DO NOTHING) before
+    sending, so however many email jobs run at once, at most one sends it. Delete the row in the
+    admin to send that day's email again."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending", "Sending (claimed)"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed (will retry)"
+        GAVE_UP = "gave_up", "Failed, not retried"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    assignee = models.ForeignKey(Assignee, on_delete=models.CASCADE, related_name="plan_emails")
+    date = models.DateField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.SENDING)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    error = models.TextField(blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-date", "assignee_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["assignee", "date"], name="tasks_app_planemail_unique_assignee_date"),
+            models.CheckConstraint(
+                condition=Q(status__in=["sending", "sent", "failed", "gave_up"]),
+                name="tasks_app_planemail_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"plan email {self.assignee_id} {self.date}: {self.status}"

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from providers_app.models import Provider
 from tasks_app import services
-from tasks_app.models import Assignee, AssigneeIdentity, Client, RoutingDecision, Task
+from tasks_app.models import Assignee, AssigneeIdentity, Client, DailyPlan, RoutingDecision, Task
 from tasks_app.normalizer import DESCRIPTION_MAX, TITLE_MAX
 from tasks_app.status import TaskStatus
 
@@ -282,3 +282,46 @@ class ProviderDownResponseSerializer(serializers.Serializer):
     policy = serializers.ChoiceField(choices=["wait", "move"])
     moved = serializers.IntegerField(help_text="Tasks moved to another provider.")
     waiting = serializers.IntegerField(help_text="Undelivered tasks still on the provider.")
+
+
+class PlannerRequestSerializer(serializers.Serializer):
+    date = serializers.DateField(required=False, allow_null=True, help_text="YYYY-MM-DD; default: each person's today.")
+    assignee = serializers.UUIDField(required=False, allow_null=True, help_text="Default: every active assignee.")
+
+
+class DailyPlanItemSerializer(serializers.Serializer):
+    task = serializers.UUIDField()
+    title = serializers.CharField()
+    hours = serializers.FloatField()
+    score = serializers.FloatField()
+    deadline = serializers.DateTimeField(allow_null=True)
+    reason = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["overdue", "critical", "rolled_over", "by_score"])
+    over_capacity = serializers.BooleanField(required=False, help_text="Overdue work planned beyond capacity.")
+
+
+class DailyPlanSerializer(serializers.ModelSerializer):
+    assignee_name = serializers.CharField(source="assignee.name", read_only=True)
+    capacity_hours = serializers.FloatField()
+    items = DailyPlanItemSerializer(many=True)
+    not_fitting = DailyPlanItemSerializer(many=True)
+
+    class Meta:
+        model = DailyPlan
+        fields = [
+            "id",
+            "assignee",
+            "assignee_name",
+            "date",
+            "capacity_hours",
+            "planned_hours",
+            "over_capacity_hours",
+            "items",
+            "not_fitting",
+            "generated_at",
+        ]
+        read_only_fields = fields
+
+
+class DailyPlanListSerializer(serializers.Serializer):
+    plans = DailyPlanSerializer(many=True)

@@ -7,14 +7,17 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from archangel.api import UUID_PATTERN, error_responses
+from archangel.api import UUID_PATTERN, Pagination, error_responses
 from archangel.errors import InvalidInput
 from archangel.permissions import IsOperator
-from tasks_app import services
+from tasks_app import plans, services
 from tasks_app.api.filters import AssigneeFilter, ClientFilter, TaskFilter
 from tasks_app.api.serializers import (
     AssigneeSerializer,
     ClientSerializer,
+    DailyPlanListSerializer,
+    DailyPlanSerializer,
+    PlannerRequestSerializer,
     ProviderDownRequestSerializer,
     ProviderDownResponseSerializer,
     RoutingPreviewSerializer,
@@ -240,3 +243,42 @@ class ProviderDownView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         return Response(services.provider_went_down(provider_id=data["provider"], policy=data.get("policy")))
+
+
+class DailyPlannerView(APIView):
+    """Daily plans: POST builds (and stores) them, GET reads the stored ones."""
+
+    @extend_schema(
+        summary="Build the daily plans",
+        request=PlannerRequestSerializer,
+        responses={200: DailyPlanListSerializer, **error_responses(400, 401, 403)},
+    )
+    def post(self, request):
+        body = request.data if isinstance(request.data, dict) else {}
+        serializer = PlannerRequestSerializer(data=body)
+        serializer.is_valid(raise_exception=True)
+        unknown = sorted(set(body) - set(serializer.fields))
+        if unknown:
+            raise InvalidInput({name: ["Unknown field."] for name in unknown})
+        data = serializer.validated_data
+        built = plans.plans_build(date=data.get("date"), assignee_id=data.get("assignee"))
+        return Response({"plans": DailyPlanSerializer(built, many=True).data})
+
+    @extend_schema(
+        summary="Read stored daily plans",
+        parameters=[
+            OpenApiParameter("date", OpenApiTypes.DATE, description="Only this day (YYYY-MM-DD)."),
+            OpenApiParameter("assignee", OpenApiTypes.UUID, description="Only this person."),
+            OpenApiParameter("page", OpenApiTypes.INT),
+            OpenApiParameter("page_size", OpenApiTypes.INT),
+        ],
+        responses={200: DailyPlanSerializer(many=True), **error_responses(400, 401)},
+    )
+    def get(self, request):
+        serializer = PlannerRequestSerializer(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        rows = plans.plans_stored(date=data.get("date"), assignee_id=data.get("assignee"))
+        paginator = Pagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(DailyPlanSerializer(page, many=True).data)
