@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from archangel.errors import DomainError
+from archangel.errors import DomainError, InvalidInput
 
 # A canonical UUID in a URL; anything else is a 404 from the URL resolver.
 UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -118,6 +118,18 @@ class Pagination(PageNumberPagination):
 
     page_size_query_param = "page_size"
     max_page_size = 500
+
+    def paginate_queryset(self, queryset, request, view=None):
+        """A page that is not a positive number, or past the last one, is a 400 naming ``page``
+        (DRF answers 404, which reads as "no such endpoint")."""
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except exceptions.NotFound:
+            raw = request.query_params.get(self.page_query_param, "")
+            if raw in self.last_page_strings or (raw.isdigit() and int(raw) >= 1):
+                pages = self.django_paginator_class(queryset, self.get_page_size(request)).num_pages
+                raise InvalidInput({"page": [f"There is no page {raw}; the last page is {pages}."]}) from None
+            raise InvalidInput({"page": ["Must be a positive integer."]}) from None
 
 
 class NullsLastOrderingFilter(OrderingFilter):

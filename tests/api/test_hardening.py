@@ -152,3 +152,13 @@ def test_overlapping_bulk_imports_of_the_same_tasks_never_deadlock(user):
             t.join()
     assert len(results) == 6 and set(results) <= {200, 201}
     assert Task.objects.count() == 300 and OutboxEvent.objects.count() == 300
+
+
+def test_a_page_that_is_not_a_positive_number_or_past_the_end_is_a_400_naming_page(api):
+    for page in ("0", "-1", "abc"):
+        response = api.get("/api/tasks", {"page": page})
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"] == {"page": ["Must be a positive integer."]}
+    response = api.get("/api/tasks", {"page": "7"})
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["page"] == ["There is no page 7; the last page is 1."]

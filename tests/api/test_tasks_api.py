@@ -315,7 +315,7 @@ def test_bad_filter_values_are_400s(api):
     assert_envelope(api.get("/api/tasks", {"status": "nope"}), 400, "invalid", "status")
     assert_envelope(api.get("/api/tasks", {"assignee": "nope"}), 400, "invalid", "assignee")
     assert_envelope(api.get("/api/tasks", {"deadline_before": "never"}), 400, "invalid", "deadline_before")
-    assert_envelope(api.get("/api/tasks", {"page": 99}), 404, "not_found")
+    assert_envelope(api.get("/api/tasks", {"page": 99}), 400, "invalid")  # past the last page: a bad parameter
 
 
 def test_the_page_size_is_capped(api):
