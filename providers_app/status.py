@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from providers_app import breakers, ratelimit
+from providers_app import breakers, crypto, ratelimit
 from providers_app.adapters import get_adapter
 from providers_app.adapters.base import ProviderError
 from providers_app.models import Provider
@@ -71,13 +71,19 @@ def live_check(provider: Provider) -> dict[str, Any]:
 
 
 def provider_health(provider: Provider, *, check: bool = False) -> dict[str, Any]:
+    try:
+        budgets = budget_rows(provider)
+    except crypto.DecryptionError:
+        # Its secrets no longer decrypt with the configured keys: say so instead of failing.
+        budgets = []
+        check = False
     body: dict[str, Any] = {
         "id": provider.pk,
         "name": provider.name,
         "type": provider.type,
         "health_status": provider.health_status,
         "breaker": breakers.state(provider),
-        "budgets": budget_rows(provider),
+        "budgets": budgets,
         "last_error": breakers.last_error(provider),
         "checked_at": datetime.now(UTC),
     }

@@ -121,3 +121,23 @@ def test_server_errors_open_the_breaker_and_the_provider_waits(clickup, payload,
 def test_an_unknown_operation_is_permanent(clickup):
     with pytest.raises(PermanentError, match="unknown outbox operation"):
         gateway.deliver(clickup, "explode", {}, idempotency_key="k", external_id="1")
+
+
+@responses.activate
+def test_with_redis_unreachable_deliveries_go_on_with_budgets_and_breaker_in_process(settings, unique_token, payload):
+    """P8: with Redis stopped the system keeps working (breaker and budget fall back to memory)."""
+    from providers_app.redis_client import _client
+
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens there
+    _client.cache_clear()
+    try:
+        provider = make_provider("clickup", api_token=unique_token)
+        responses.post(f"{CLICKUP}/list/901/task", json={"id": "9hx"})
+        assert gateway.reserve(provider) == 0.0
+        assert gateway.deliver(provider, "create", payload, idempotency_key=KEY, external_id=None).external_id == "9hx"
+        assert breakers.state(provider)["state"] == "closed"
+        from providers_app.health import unavailable_provider_ids
+
+        assert provider.pk not in unavailable_provider_ids()
+    finally:
+        _client.cache_clear()
