@@ -104,3 +104,13 @@ def test_usage_predictions_forecast_and_backlog(reader_api, settings, unique_tok
     (idle,) = rows["idle"]["budgets"]
     assert idle["used"] == 0 and idle["runs_out_in_seconds"] is None and rows["idle"]["runs_out_in_seconds"] is None
     assert unique_token not in response.content.decode()
+
+
+def test_provider_health_answers_when_the_secrets_no_longer_decrypt(reader_api, clickup):
+    from providers_app.models import Provider
+
+    Provider.objects.filter(pk=clickup.pk).update(secrets="not-a-fernet-token")
+    response = reader_api.get(_url(clickup) + "?check=1")
+    assert response.status_code == 200
+    assert response.json()["budgets"] == [] and "check" not in response.json()
+    assert reader_api.get("/api/usage/predictions").status_code == 200
