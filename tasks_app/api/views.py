@@ -1,8 +1,14 @@
 from django.conf import settings
 from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -272,7 +278,19 @@ class DailyPlannerView(APIView):
             OpenApiParameter("page", OpenApiTypes.INT),
             OpenApiParameter("page_size", OpenApiTypes.INT),
         ],
-        responses={200: DailyPlanSerializer(many=True), **error_responses(400, 401)},
+        # An APIView's pagination is invisible to drf-spectacular: describe the page itself.
+        responses={
+            200: inline_serializer(
+                "PaginatedDailyPlanList",
+                {
+                    "count": serializers.IntegerField(),
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": DailyPlanSerializer(many=True),
+                },
+            ),
+            **error_responses(400, 401),
+        },
     )
     def get(self, request):
         serializer = PlannerRequestSerializer(data=request.query_params)
