@@ -50,6 +50,13 @@ DEMO_PROVIDERS = [
         {"api_token": "demo-todoist-token", "project_id": "6Demo", "base_url": f"{SANDBOX}/todoist/api/v1"},
     ),
 ]
+# Each person's user id at each demo provider, shaped as the provider's ids are (ClickUp integer
+# user ids, Trello 24-hex member ids, Todoist numeric strings) and known to the sandbox as members.
+DEMO_EXTERNAL_USERS = {
+    "clickup": lambda n: str(81000001 + n),
+    "trello": lambda n: f"5b000000000000000000000{n + 1}",
+    "todoist": lambda n: str(2671356 + n),
+}
 DEMO_CLIENTS = [("Acme Corp", 0.9, 24), ("Globex", 0.6, 72), ("Internal", 0.3, None)]
 DEMO_PEOPLE = [
     ("Ada Lovelace", "ada@example.com", 8, "Europe/London"),
@@ -136,7 +143,7 @@ class Command(BaseCommand):
             if created:
                 for kind, provider in providers.items():
                     AssigneeIdentity.objects.create(
-                        assignee=person, provider=provider, external_user_id=f"{kind}-user-{n + 1}"
+                        assignee=person, provider=provider, external_user_id=DEMO_EXTERNAL_USERS[kind](n)
                     )
 
     def _tasks(self, clients, providers) -> int:

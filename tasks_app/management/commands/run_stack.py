@@ -1,4 +1,5 @@
-"""Run the whole system in the foreground: web server, Celery worker and Celery beat.
+"""Run the whole system in the foreground: web server, Celery worker, Celery beat and the
+provider sandbox (ClickUp, Trello and Todoist in memory, which the demo providers point at).
 
 Used by `make run`. Ctrl-C (or SIGTERM) stops every process; if one of them dies,
 the others are stopped too and the command exits non-zero, so a broken stack
@@ -10,22 +11,44 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
+
+SANDBOX_URL = "http://127.0.0.1:8001"
 
 
 class Command(BaseCommand):
-    help = "Start gunicorn, a Celery worker and Celery beat; stop them all on Ctrl-C."
+    help = "Start gunicorn, a Celery worker, Celery beat and the provider sandbox; stop them all on Ctrl-C."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
         parser.add_argument("--worker-concurrency", type=int, default=int(os.environ.get("CELERY_CONCURRENCY", "2")))
+        parser.add_argument(
+            "--no-sandbox",
+            action="store_true",
+            help="do not start the provider sandbox (its URL comes from ARCHANGEL_SANDBOX_URL)",
+        )
 
     def commands(self, options) -> dict[str, list[str]]:
         python = sys.executable
-        return {
+        commands = {}
+        if not options.get("no_sandbox"):
+            # First, so the demo providers' base_url answers before the worker delivers to it.
+            sandbox = urlsplit(os.environ.get("ARCHANGEL_SANDBOX_URL") or SANDBOX_URL)
+            commands["sandbox"] = [
+                python,
+                str(settings.BASE_DIR / "manage.py"),
+                "run_sandbox",
+                "--host",
+                sandbox.hostname or "127.0.0.1",
+                "--port",
+                str(sandbox.port or 8001),
+            ]
+        return commands | {
             "web": [
                 python,
                 "-m",
@@ -85,6 +108,9 @@ class Command(BaseCommand):
                 f"Archangel is running on http://{options['host']}:{options['port']}/ — Ctrl-C stops it."
             )
         )
+        if "sandbox" in procs:
+            sandbox_url = os.environ.get("ARCHANGEL_SANDBOX_URL") or SANDBOX_URL
+            self.stdout.write(f"Provider sandbox (the demo providers deliver there): {sandbox_url}/_sandbox/state")
 
         exit_code = 0
         while not stopping:
