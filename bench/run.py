@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gateway, ingest, webhooks
+from bench import gateway, ingest, sandbox, webhooks
 from bench.common import ROOT, Row, fresh_database
 
-SCENARIOS = {"ingest": ingest.run, "webhooks": webhooks.run, "gateway": gateway.run}
+SCENARIOS = {"ingest": ingest.run, "webhooks": webhooks.run, "gateway": gateway.run, "sandbox": sandbox.run}
 
 
 def table(rows: list[Row]) -> str:
