@@ -36,6 +36,7 @@ DEFAULT_STATUSES = [
     ("to do", "open", "#d3d3d3"),
     ("in progress", "custom", "#4194f6"),
     ("blocked", "custom", "#e50000"),
+    ("on hold", "custom", "#f9d900"),
     ("review", "custom", "#a875ff"),
     ("done", "done", "#6bc950"),
     ("complete", "closed", "#6bc950"),

@@ -27,7 +27,22 @@ DEMO_PROVIDERS = [
     (
         "Demo ClickUp",
         "clickup",
-        {"api_token": "pk_demo_clickup", "list_id": "901", "team_id": "9001", "base_url": f"{SANDBOX}/clickup/api/v2"},
+        {
+            "api_token": "pk_demo_clickup",
+            "list_id": "901",
+            "team_id": "9001",
+            "base_url": f"{SANDBOX}/clickup/api/v2",
+            # The statuses of the sandbox's list 901 (providers_app/sandbox/clickup.py).
+            "status_map": {
+                "pending": "to do",
+                "assigned": "to do",
+                "in_progress": "in progress",
+                "blocked": "blocked",
+                "on_hold": "on hold",
+                "review": "review",
+                "completed": "complete",
+            },
+        },
     ),
     (
         "Demo Trello",
