@@ -11,6 +11,7 @@ from archangel.metrics_view import metrics_view
 from outbox_app.api.predictions import UsagePredictionsView
 from providers_app.api.views import ProviderViewSet
 from providers_app.api.webhooks import webhook_view
+from tasks_app.api.analytics_views import PerformanceView, WorkloadView
 from tasks_app.api.events import TaskCreatedEventView
 from tasks_app.api.health import HealthView
 from tasks_app.api.views import (
@@ -39,6 +40,8 @@ urlpatterns = [
     path("api/events/task-created", TaskCreatedEventView.as_view(), name="event-task-created"),
     path("api/routing/preview", RoutingPreviewView.as_view(), name="routing-preview"),
     path("api/planner/daily", DailyPlannerView.as_view(), name="planner-daily"),
+    path("api/analytics/workload", WorkloadView.as_view(), name="analytics-workload"),
+    path("api/analytics/performance", PerformanceView.as_view(), name="analytics-performance"),
     path("api/events/provider-down", ProviderDownView.as_view(), name="provider-down"),
     path("api/usage/predictions", UsagePredictionsView.as_view(), name="usage-predictions"),
     path("api/", include(router.urls)),

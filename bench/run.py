@@ -18,10 +18,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gateway, ingest, sandbox, webhooks
+from bench import gateway, ingest, orchestration, sandbox, webhooks
 from bench.common import ROOT, Row, fresh_database
 
-SCENARIOS = {"ingest": ingest.run, "webhooks": webhooks.run, "gateway": gateway.run, "sandbox": sandbox.run}
+SCENARIOS = {
+    "ingest": ingest.run,
+    "webhooks": webhooks.run,
+    "gateway": gateway.run,
+    "sandbox": sandbox.run,
+    "routing": orchestration.routing_run,
+    "rescoring": orchestration.rescoring_run,
+    "planner": orchestration.planner_run,
+}
 
 
 def table(rows: list[Row]) -> str:

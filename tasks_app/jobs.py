@@ -58,3 +58,9 @@ def send_daily_plan_emails() -> dict:
     from tasks_app import plans
 
     return plans.plan_emails_send()
+
+
+@shared_task(name="tasks_app.reroute_from_down_providers", ignore_result=True)
+def reroute_from_down_providers() -> list:
+    """Beat job: apply ARCHANGEL_PROVIDER_DOWN_POLICY=move to providers whose breaker opened."""
+    return services.providers_down_reroute()

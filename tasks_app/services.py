@@ -694,6 +694,22 @@ def provider_went_down(*, provider_id: Any, policy: str | None = None) -> dict[s
     Provider.objects.filter(
         pk=provider.pk, health_status__in=[Provider.Health.ACTIVE, Provider.Health.DEGRADED]
     ).update(health_status=Provider.Health.DOWN, updated_at=timezone.now())
+    return _apply_down_policy(provider, policy)
+
+
+def providers_down_reroute() -> list[dict[str, Any]]:
+    """Beat job: with the ``move`` policy, move the undelivered tasks of every provider that is
+    unavailable now (down, disabled, or its circuit breaker open; ``unavailable_provider_ids``).
+    This is how a breaker opening reaches the policy: providers_app cannot call tasks_app
+    (dependency direction), so this job looks every minute. With ``wait`` it does nothing."""
+    if settings.ARCHANGEL["PROVIDER_DOWN_POLICY"] != "move":
+        return []
+    from providers_app.health import unavailable_provider_ids
+
+    return [_apply_down_policy(p, "move") for p in Provider.objects.filter(pk__in=unavailable_provider_ids())]
+
+
+def _apply_down_policy(provider: Provider, policy: str) -> dict[str, Any]:
     undelivered = Task.objects.filter(provider_id=provider.pk, external_id__isnull=True, status__in=sorted(OPEN))
     moved = 0
     if policy == "move":

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from outbox_app.models import OutboxEvent
 from providers_app.models import Provider
-from tasks_app import services
+from tasks_app import jobs, services
 from tasks_app.models import RoutingDecision, Task
 from tests.api.test_tasks_api import assert_envelope
 from tests.factories import AssigneeFactory, ClientFactory, IdentityFactory, make_provider
@@ -156,3 +156,13 @@ def test_a_task_whose_create_is_being_delivered_does_not_move(api, team, setting
     OutboxEvent.objects.filter(aggregate_id=task["id"]).update(status="processing")
     assert services.provider_went_down(provider_id=team["clickup"].pk, policy="move")["moved"] == 0
     assert Task.objects.get(pk=task["id"]).provider_id == team["clickup"].pk
+
+
+def test_the_beat_job_moves_work_off_a_provider_whose_breaker_opened(api, team, settings):
+    task = _routed_to_clickup(api, team, "Breaker")
+    settings.ARCHANGEL = {**settings.ARCHANGEL, "PROVIDER_DOWN_POLICY": "wait"}
+    Provider.objects.filter(pk=team["clickup"].pk).update(health_status="down")  # the breaker's mirror
+    assert jobs.reroute_from_down_providers() == []
+    settings.ARCHANGEL = {**settings.ARCHANGEL, "PROVIDER_DOWN_POLICY": "move"}
+    [report] = jobs.reroute_from_down_providers()
+    assert report["moved"] == 1 and Task.objects.get(pk=task["id"]).provider_id == team["trello"].pk
