@@ -224,6 +224,15 @@ class ProviderHttp:
             text = text.replace(secret, MASK)
         return text
 
+    def _scrub_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._scrub(value)
+        if isinstance(value, Mapping):
+            return {self._scrub(str(k)): self._scrub_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._scrub_value(v) for v in value]
+        return value
+
     def request(
         self,
         method: str,
@@ -278,7 +287,9 @@ class ProviderHttp:
             special = self._classify(status, body, message)
             if special is not None:
                 return special
-        body_for_error = body if isinstance(body, Mapping | list) else None
+        # The body travels with the error (hints, Trello's 429 scope); a provider or proxy may
+        # echo the credentials it was sent, so they are scrubbed from it as from the message.
+        body_for_error = self._scrub_value(body) if isinstance(body, Mapping | list) else None
         if status == 429:
             hint = retry_after_from(headers, body)
             return RateLimited(
