@@ -1,10 +1,11 @@
 from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
+from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
 from archangel.errors import Conflict
-from tasks_app import services
+from tasks_app import ops, services
 from tasks_app.models import (
     Assignee,
     AssigneeIdentity,
@@ -16,6 +17,7 @@ from tasks_app.models import (
     SyncConflict,
     Task,
 )
+from tasks_app.status import CLOSED
 
 
 class ReadOnlyAdminMixin:
@@ -106,11 +108,41 @@ class PlanEmailAdmin(admin.ModelAdmin):
         return False
 
 
+class OverdueFilter(admin.SimpleListFilter):
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Overdue (open, deadline passed)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(status__in=CLOSED).filter(deadline__lt=timezone.now())
+        return queryset
+
+
+class SlaAtRiskFilter(admin.SimpleListFilter):
+    """Open tasks that have used 80% or more of their client's SLA window (the score's
+    sla_pressure factor, refreshed by the rescoring job)."""
+
+    title = "SLA at risk"
+    parameter_name = "sla_at_risk"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "80% or more of the SLA window used")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.exclude(status__in=CLOSED).filter(score_breakdown__sla_pressure__gte=0.8)
+        return queryset
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     inlines = [RoutingDecisionInline]
     list_display = ["title", "status", "priority", "score", "deadline", "assignee", "client", "provider", "updated_at"]
-    list_filter = ["status", "priority", "provider", "source"]
+    list_filter = ["status", OverdueFilter, SlaAtRiskFilter, "priority", "provider", "assignee", "client", "source"]
+    actions = ["rescore", "reroute", "archive", "resend"]
     list_select_related = ["assignee", "client", "provider"]
     search_fields = ["title", "=id", "=external_id"]
     readonly_fields = [
@@ -141,6 +173,40 @@ class TaskAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.action(description="Rescore now")
+    def rescore(self, request, queryset):
+        changed = ops.tasks_rescore(task_ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(request, f"Rescored; {changed} score(s) changed.", messages.SUCCESS)
+
+    @admin.action(description="Reroute undelivered tasks to another provider")
+    def reroute(self, request, queryset):
+        ids = list(queryset.values_list("id", flat=True))
+        moved = ops.tasks_reroute(task_ids=ids)
+        level = messages.SUCCESS if moved else messages.WARNING
+        self.message_user(
+            request,
+            f"Moved {moved} of {len(ids)}; delivered, closed or in-flight tasks stay where they are.",
+            level,
+        )
+
+    @admin.action(description="Archive")
+    def archive(self, request, queryset):
+        done = 0
+        for task_id in queryset.values_list("id", flat=True):
+            services.task_archive(task_id=task_id)
+            done += 1
+        self.message_user(request, f"Archived {done} task(s).", messages.SUCCESS)
+
+    @admin.action(description="Resend current state to the provider")
+    def resend(self, request, queryset):
+        for task in queryset:
+            try:
+                ops.task_resend(task_id=task.id)
+            except Conflict as exc:
+                self.message_user(request, f"{task.title}: {exc.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"{task.title}: queued for delivery.", messages.SUCCESS)
 
 
 class IdentityInline(admin.TabularInline):
