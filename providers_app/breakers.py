@@ -222,6 +222,24 @@ def _reraise(exc: BaseException) -> None:
     raise exc
 
 
+def _storage_reachable(provider) -> bool:
+    """False when this provider's breaker lives in Redis and Redis does not answer: pybreaker
+    would fall back to "closed" and log a traceback for every read, so the failure is not
+    counted (the breaker fails open, as pybreaker's own Redis storage does)."""
+    entry = _breakers.get(str(provider.pk))
+    client = get_redis()
+    if entry is None or not entry[1] or client is None:
+        return True
+    import redis
+
+    try:
+        client.exists(state_key(provider.pk))
+    except redis.RedisError:
+        logger.warning("breaker of provider %s: Redis unreachable; failure not counted", provider.name)
+        return False
+    return True
+
+
 def _may_need_recording(provider) -> bool:
     """False when a success changes nothing: closed, no failure counted, provider not marked down,
     no probe held. One round trip (MGET) instead of pybreaker's two reads."""
@@ -246,7 +264,9 @@ def _may_need_recording(provider) -> bool:
             ]
         )
     except redis.RedisError:
-        return True
+        # Redis is away: its breaker state cannot be written either (pybreaker would log a
+        # traceback per read), and the budgets run in process meanwhile. Nothing to record.
+        return False
     return bool(probe) or (state_raw or b"closed") != b"closed" or (failures or b"0") not in (b"0", b"")
 
 
@@ -285,6 +305,8 @@ def record_failure(provider, exc: ProviderError) -> None:
     import pybreaker
 
     breaker = breaker_for(provider)
+    if not _storage_reachable(provider):
+        return
     try:
         breaker.call(_reraise, exc)
     except pybreaker.CircuitBreakerError:

@@ -123,3 +123,20 @@ def test_a_provider_marked_down_by_an_event_stays_unavailable_until_a_call_succe
     provider.refresh_from_db()
     assert provider.health_status == Provider.Health.ACTIVE
     assert provider.pk not in unavailable_provider_ids()
+
+
+@pytest.mark.redis
+def test_when_redis_goes_away_the_breaker_fails_open_without_a_traceback_per_call(fail_max, settings, caplog):
+    from providers_app.redis_client import _client
+
+    provider = make_provider("clickup")
+    breakers.breaker_for(provider)  # built on Redis
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # ... which then goes away
+    _client.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            _fail(provider, 5)
+            breakers.record_success(provider)
+        assert "Traceback" not in caplog.text and "RedisError" not in caplog.text
+    finally:
+        _client.cache_clear()
