@@ -32,6 +32,14 @@ def test_compose_runs_the_designs_services_from_one_image():
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_the_provider_sandbox_is_an_opt_in_profile_without_a_published_port():
+    sandbox = compose()["services"]["sandbox"]
+    assert sandbox["profiles"] == ["sandbox"]
+    assert sandbox["command"][:3] == ["python", "manage.py", "run_sandbox"]
+    assert "ports" not in sandbox and sandbox["expose"] == ["8001"]
+    assert "healthcheck" in sandbox
+
+
 def test_the_dockerfile_installs_the_pinned_requirements_and_runs_unprivileged():
     text = (ROOT / "Dockerfile").read_text()
     assert "pip install -r requirements.txt" in text
@@ -95,7 +103,9 @@ def metric_names(expr: str) -> set[str]:
 
 def test_compose_adds_prometheus_grafana_and_jaeger_with_pinned_images_and_health_checks():
     services = compose()["services"]
-    assert {"migrate", "api", "worker", "beat", "db", "redis", "prometheus", "grafana", "jaeger"} == set(services)
+    assert {"migrate", "api", "worker", "beat", "db", "redis", "prometheus", "grafana", "jaeger", "sandbox"} == set(
+        services
+    )
     assert services["prometheus"]["image"] == "prom/prometheus:v2.55.1"
     assert services["grafana"]["image"] == "grafana/grafana:11.3.0"
     assert services["jaeger"]["image"] == "jaegertracing/all-in-one:1.62.0"
