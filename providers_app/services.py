@@ -73,6 +73,14 @@ def provider_update(*, provider: Provider, data: dict[str, Any], partial: bool) 
 # The Celery job that applies a delivery lives in tasks_app (which owns tasks); it is named,
 # not imported, so providers_app keeps no dependency on tasks_app.
 WEBHOOK_JOB = "tasks_app.jobs.webhook_process"
+WEBHOOK_DRAIN_JOB = "tasks_app.jobs.webhook_drain"
+# Set (SET NX in the shared cache) while a drain is queued and not yet started: deliveries
+# committed meanwhile need no message of their own, the queued drain will read them. The drain
+# deletes it before it reads, so a delivery committed after that queues the next drain.
+WAKEUP_KEY = "webhooks:drain-wakeup"
+# If a queued drain is lost, the flag expires and the next delivery queues another; the sweep
+# picks up what arrived in between.
+WAKEUP_TTL_SECONDS = 30
 
 
 def webhook_store(*, target, event: str, dedup_key: str, headers: dict, payload: dict) -> tuple[str | None, bool]:
@@ -101,8 +109,28 @@ def webhook_store(*, target, event: str, dedup_key: str, headers: dict, payload:
     if not insert_rows([row], skip_conflicts=True):
         return None, False
     delivery_id = str(row.pk)
-    transaction.on_commit(lambda: webhook_enqueue(delivery_id=delivery_id))
+    transaction.on_commit(webhook_wakeup)
     return delivery_id, True
+
+
+def webhook_wakeup() -> bool:
+    """Queue one drain of received deliveries unless one is queued already; never raises.
+
+    One Celery message per delivery cost as much as the INSERT on the intake path; a burst of
+    deliveries now shares one drain (docs/benchmarks.md, "Webhook intake").
+    """
+    from django.core.cache import cache
+
+    from archangel.celery import app
+
+    try:
+        if not cache.add(WAKEUP_KEY, 1, timeout=WAKEUP_TTL_SECONDS):
+            return False
+        app.send_task(WEBHOOK_DRAIN_JOB, retry=False, expires=WAKEUP_TTL_SECONDS * 10)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the delivery is committed; the sweep will process it
+        logger.warning("could not queue a webhook drain (the sweep will process): %s", type(exc).__name__)
+        return False
 
 
 def webhook_enqueue(*, delivery_id: str) -> bool:

@@ -23,6 +23,18 @@ def webhook_process(delivery_id: str) -> str:
     return sync.webhook_delivery_process(delivery_id=delivery_id)
 
 
+@shared_task(name="tasks_app.jobs.webhook_drain", acks_late=True)
+def webhook_drain() -> int:
+    """Apply every received delivery, oldest first (queued by the intake, one per burst)."""
+    from django.core.cache import cache
+
+    from providers_app.services import WAKEUP_KEY
+
+    # Before reading: a delivery committed from now on queues the next drain itself.
+    cache.delete(WAKEUP_KEY)
+    return sync.webhook_deliveries_drain()
+
+
 @shared_task(name="tasks_app.jobs.webhook_sweep")
 def webhook_sweep() -> int:
     """Beat, every minute: send the jobs of deliveries left received (workers were down, a job

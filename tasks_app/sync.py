@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -151,6 +152,37 @@ def webhook_delivery_process(*, delivery_id: Any) -> str:
         if not isinstance(exc, RetryLater):
             logger.exception("webhook delivery %s failed", delivery.pk)
         return WebhookDelivery.Status.FAILED
+
+
+def webhook_deliveries_drain(*, batch: int = 100, max_seconds: float | None = None) -> int:
+    """Process received deliveries oldest first until none is left (or time is up, when another
+    drain is queued to go on). Drains running side by side skip the rows the other holds."""
+    budget = max_seconds if max_seconds is not None else max(5.0, settings.CELERY_TASK_SOFT_TIME_LIMIT - 10)
+    started = time.monotonic()
+    done = 0
+    seen: set[str] = set()
+    while True:
+        ids = [
+            str(pk)
+            for pk in WebhookDelivery.objects.filter(status=WebhookDelivery.Status.RECEIVED)
+            .order_by("received_at")
+            .values_list("pk", flat=True)[:batch]
+            if str(pk) not in seen
+        ]
+        if not ids:
+            return done
+        for delivery_id in ids:
+            seen.add(delivery_id)
+            if webhook_delivery_process(delivery_id=delivery_id) in (
+                WebhookDelivery.Status.PROCESSED,
+                WebhookDelivery.Status.IGNORED,
+            ):
+                done += 1
+            if time.monotonic() - started > budget:
+                from providers_app.services import webhook_wakeup
+
+                webhook_wakeup()
+                return done
 
 
 def webhook_deliveries_due(*, older_than_seconds: int = 60, limit: int = 500) -> list[str]:

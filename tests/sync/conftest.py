@@ -7,10 +7,13 @@ from tests.sync.payloads import TRELLO_CALLBACK
 
 @pytest.fixture(autouse=True)
 def _fresh_webhook_cache():
+    from django.core.cache import cache
+
     from providers_app import breakers, ratelimit
     from providers_app.adapters import clear_cache
     from providers_app.http import clear_sessions
 
+    cache.clear()  # the drain wake-up flag lives in the cache
     webhook_cache_clear()
     clear_cache()
     clear_sessions()

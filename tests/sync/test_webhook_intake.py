@@ -198,3 +198,42 @@ def test_webhooks_need_no_token_and_are_not_throttled(client, providers, setting
         payload = example("trello")
         payload["action"]["id"] = f"5a42345678900000000000{i:02d}"
         assert post(client, "trello", payload).status_code == 200
+
+
+def test_a_burst_of_deliveries_queues_one_drain_that_applies_them_all(
+    client, providers, monkeypatch, django_capture_on_commit_callbacks
+):
+    from archangel.celery import app
+    from tasks_app import jobs
+
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: sent.append(name))
+    for i in range(5):
+        payload = example("trello")
+        payload["action"]["id"] = f"5a42345678900000000001{i:02d}"
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(client, "trello", payload).status_code == 200
+    assert sent == ["tasks_app.jobs.webhook_drain"]
+    assert jobs.webhook_drain.run() == 5  # nothing to apply (unknown card, no title): ignored
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"ignored"}
+    # The drain cleared the flag when it started: the next delivery queues the next drain.
+    payload = example("trello")
+    payload["action"]["id"] = "5a4234567890000000000999"
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, "trello", payload)
+    assert sent == ["tasks_app.jobs.webhook_drain"] * 2
+
+
+def test_a_broker_outage_leaves_the_delivery_stored_for_the_sweep(
+    client, providers, monkeypatch, django_capture_on_commit_callbacks
+):
+    from archangel.celery import app
+
+    def down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(app, "send_task", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, "todoist", example("todoist"))
+    assert response.status_code == 200
+    assert WebhookDelivery.objects.get().status == "received"
