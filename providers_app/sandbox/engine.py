@@ -288,6 +288,11 @@ class Sandbox:
                 if method in ("POST", "PUT"):
                     self.configure(body)
                 return Response.json(200, self.config_dict())
+            if what in ("webhooks", "user-change"):
+                # Signed webhooks for changes made "as a user" (issue 5 §6): sandbox/webhooks.py.
+                from providers_app.sandbox.webhooks import emitter_for
+
+                return emitter_for(self).control(method, what, body)
         except (ValueError, TypeError) as exc:
             return Response.json(400, {"error": str(exc)})
         return Response.json(404, {"error": f"unknown control endpoint {method} {req.path}"})

@@ -1,0 +1,93 @@
+"""The whole round trip against the provider sandbox (issue 5 §6): a task created in Archangel
+is delivered by the outbox drain, changed in the sandbox "as a user", the sandbox posts a
+signed webhook to the running Archangel, the change is applied, and nothing echoes back."""
+
+import pytest
+import requests
+from rest_framework.test import APIClient
+
+from outbox_app import jobs as outbox_jobs
+from outbox_app.models import OutboxEvent
+from providers_app import services as provider_services
+from providers_app.models import WebhookDelivery
+from providers_app.sandbox import SandboxServer
+from tasks_app import sync
+from tasks_app.models import Task
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
+SECRET = "td-e2e-client-secret"
+
+
+@pytest.fixture
+def sandbox():
+    server = SandboxServer(seed=11).start()
+    yield server
+    server.stop()
+
+
+def _control(sandbox, method, path, **kw):
+    response = requests.request(method, f"{sandbox.url}/_sandbox/{path}", timeout=15, **kw)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_change_made_in_the_provider_comes_back_once_and_never_echoes(sandbox, live_server, django_user_model):
+    from rest_framework.authtoken.models import Token
+
+    provider = provider_services.provider_create(
+        name="todoist-sandbox",
+        type="todoist",
+        config={
+            "api_token": "demo-todoist-token",
+            "project_id": "6Demo",
+            "base_url": sandbox.base_url("todoist"),
+            "client_secret": SECRET,
+            "user_id": "2671355",
+        },
+    )
+    _control(
+        sandbox,
+        "POST",
+        "webhooks",
+        json={"provider": "todoist", "url": f"{live_server.url}/api/webhooks/todoist/{provider.pk}", "secret": SECRET},
+    )
+    api = APIClient()
+    api.credentials(
+        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=django_user_model.objects.create(username='e2e')).key}"
+    )
+
+    # 1. Created in Archangel, delivered by the outbox drain.
+    created = api.post("/api/tasks", {"title": "Prepare the offsite", "provider": str(provider.pk)}, format="json")
+    assert created.status_code == 201
+    assert outbox_jobs.outbox_drain.run()["delivered"] == 1
+    task = Task.objects.get(pk=created.json()["id"])
+    assert task.external_id
+    [remote] = _control(sandbox, "GET", "state")["providers"]["todoist"]["tasks"]
+    assert remote["id"] == task.external_id and remote["content"] == "Prepare the offsite"
+
+    # 2. Changed in the provider by its user: the sandbox posts a signed webhook to Archangel.
+    answer = _control(
+        sandbox,
+        "POST",
+        "user-change",
+        json={
+            "provider": "todoist",
+            "id": task.external_id,
+            "changes": {"content": "Prepare the offsite (Lisbon)", "priority": 4},
+        },
+    )
+    assert answer["sent"] and answer["status"] == 200
+    delivery = WebhookDelivery.objects.get()
+    events_before = OutboxEvent.objects.filter(aggregate_id=task.pk).count()
+
+    # 3. Applied (the job the intake enqueued; run here in-process, see test_worker_integration for a real worker).
+    assert sync.webhook_delivery_process(delivery_id=delivery.pk) == "processed"
+    task.refresh_from_db()
+    assert (task.title, task.priority) == ("Prepare the offsite (Lisbon)", 4)
+
+    # 4. No echo: no new outbox event, the drain sends nothing, the sandbox saw no write from us.
+    assert OutboxEvent.objects.filter(aggregate_id=task.pk).count() == events_before
+    assert outbox_jobs.outbox_drain.run()["delivered"] == 0
+    writes = [e for e in _control(sandbox, "GET", "effects?provider=todoist")["effects"] if e["op"] != "user_update"]
+    assert [e["op"] for e in writes] == ["create"]
+    assert [d["status"] for d in _control(sandbox, "GET", "webhooks")["sent"]] == [200]
