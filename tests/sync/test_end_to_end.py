@@ -91,3 +91,26 @@ def test_a_change_made_in_the_provider_comes_back_once_and_never_echoes(sandbox,
     writes = [e for e in _control(sandbox, "GET", "effects?provider=todoist")["effects"] if e["op"] != "user_update"]
     assert [e["op"] for e in writes] == ["create"]
     assert [d["status"] for d in _control(sandbox, "GET", "webhooks")["sent"]] == [200]
+
+
+def test_the_periodic_pull_adopts_what_webhooks_never_told(sandbox, settings):
+    provider = provider_services.provider_create(
+        name="todoist-pulled",
+        type="todoist",
+        config={"api_token": "demo-todoist-token", "project_id": "6Demo", "base_url": sandbox.base_url("todoist")},
+    )
+    # Made directly in the provider, with no webhook registered: only the pull can see it.
+    made = requests.post(
+        f"{sandbox.base_url('todoist')}/tasks",
+        json={"content": "Call the caterer", "project_id": "6Demo", "priority": 3},
+        headers={"Authorization": "Bearer demo-todoist-token"},
+        timeout=15,
+    )
+    assert made.status_code == 200
+    from tasks_app.jobs import reconcile_providers
+
+    assert reconcile_providers.run() == 1
+    task = Task.objects.get(provider=provider, external_id=made.json()["id"])
+    assert (task.title, task.priority, task.source) == ("Call the caterer", 3, "webhook")
+    assert reconcile_providers.run() == 0  # not due again before ARCHANGEL_SYNC_PULL_MINUTES
+    assert Task.objects.filter(provider=provider).count() == 1
