@@ -4,17 +4,18 @@ posted to the registered target exactly as the provider would send it, signed as
 Control endpoints (JSON), wired into ``Sandbox.control``:
 
 ``POST /_sandbox/webhooks`` ``{"provider": "todoist", "url": ..., "secret": ...}``
-    Register the target of one provider (Trello also takes ``callback_url``, the string it signs).
+    Register the target of one provider (ClickUp also takes the ``webhook_id`` its payloads carry).
 ``GET /_sandbox/webhooks``
     The targets (secrets not shown) and the deliveries sent so far.
 ``POST /_sandbox/user-change`` ``{"provider": "todoist", "id": ..., "changes": {...}}``
     Change a task as its user would (the provider's own update fields, e.g. Todoist ``content``,
     ``priority``, ``checked``), then post the signed webhook. Answers the delivery's status.
 
-Payload shapes and signatures follow docs/provider-apis.md: Todoist ``item:updated`` /
-``item:completed`` v1 envelopes with ``X-Todoist-Hmac-SHA256`` and ``X-Todoist-Delivery-ID``
-(§3.5). The signing helper is Archangel's own (``providers_app.webhooks.sign``), which the
-intake tests check against the reference's formulas.
+Payload shapes and signatures follow docs/provider-apis.md: ClickUp events with history items
+and ``X-Signature`` (§1.5); Todoist ``item:updated`` / ``item:completed`` v1 envelopes with
+``X-Todoist-Hmac-SHA256`` and ``X-Todoist-Delivery-ID`` (§3.5). The signing helper is
+Archangel's own (``providers_app.webhooks.sign``), which the intake tests check against the
+reference's formulas.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from typing import Any
 
 import requests
 
-from providers_app.sandbox.core import Response, iso_now
+from providers_app.sandbox.core import Response, iso_now, now_ms
 from providers_app.webhooks import SIGNATURE_HEADERS, sign
 
-SUPPORTED = ("todoist",)
+SUPPORTED = ("clickup", "todoist")
 
 
 def emitter_for(sandbox) -> WebhookEmitter:
@@ -59,6 +60,7 @@ class WebhookEmitter:
                 "url": url,
                 "secret": str(body["secret"]),
                 "callback_url": str(body.get("callback_url") or body["url"]),
+                "webhook_id": str(body.get("webhook_id") or ""),
             }
             return Response.json(200, {"ok": True})
         if what == "user-change" and method == "POST":
@@ -71,6 +73,8 @@ class WebhookEmitter:
             raise ValueError(f"user-change: provider must be one of {SUPPORTED}")
         if not isinstance(changes, dict):
             raise ValueError("user-change: changes must be an object")
+        if provider == "clickup":
+            return self._clickup_change(str(task_id), dict(changes))
         sim = self.sandbox.sims[provider]
         with self.sandbox.lock:
             task = sim.tasks.get(str(task_id))
@@ -104,16 +108,76 @@ class WebhookEmitter:
         }
         return self._post(provider, payload)
 
+    def _clickup_change(self, task_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """ClickUp fields (``name``, ``description``, ``status`` name, ``priority`` 1-4); one event
+        per changed field with history items, never the task (docs/provider-apis.md §1.5)."""
+        sim = self.sandbox.sims["clickup"]
+        with self.sandbox.lock:
+            task = sim.tasks.get(task_id)
+            if task is None:
+                raise ValueError(f"user-change: no clickup task {task_id!r}")
+            before = sim._public(task)
+            draft = dict(task)
+            sim._apply_common(draft, {k: v for k, v in changes.items() if k != "status"})
+            at = now_ms()
+            if changes.get("status") is not None:
+                sim._set_status(draft, sim._status(sim.lists[task["list"]["id"]], changes["status"]), at)
+            draft["date_updated"] = str(at)
+            task.clear()
+            task.update(draft)
+            sim.record_effect("user_update", task_id, fields=sorted(changes))
+            after = sim._public(task)
+        events = []
+        for name in sorted(changes):
+            field, event, old, new = {
+                "name": ("name", "taskUpdated", before.get("name"), after.get("name")),
+                # A description arrives as a Quill delta string, "before" null (§1.5).
+                "description": (
+                    "content",
+                    "taskUpdated",
+                    None,
+                    json.dumps({"ops": [{"insert": after["description"]}]}),
+                ),
+                "status": ("status", "taskStatusUpdated", before.get("status"), after.get("status")),
+                "priority": ("priority", "taskPriorityUpdated", before.get("priority"), after.get("priority")),
+            }.get(name, (name, "taskUpdated", before.get(name), after.get(name)))
+            item = {
+                "id": str(at * 1000 + len(events)),
+                "type": 1,
+                "date": str(at),
+                "field": field,
+                "parent_id": after.get("list", {}).get("id"),
+                "data": {},
+                "source": None,
+                "user": {"id": 183, "username": "Sandbox user", "email": "user@example.com"},
+                "before": old,
+                "after": new,
+            }
+            target = self.targets.get("clickup") or {}
+            payload = {
+                "event": event,
+                "history_items": [item],
+                "task_id": task_id,
+                "webhook_id": target.get("webhook_id", ""),
+            }
+            events.append(self._post("clickup", payload))
+        return {
+            "sent": all(e.get("sent") for e in events),
+            "status": max((e.get("status", 0) for e in events), default=0),
+            "events": events,
+        }
+
     def _post(self, provider: str, payload: dict[str, Any]) -> dict[str, Any]:
         target = self.targets.get(provider)
         if target is None:
             return {"sent": False, "reason": "no webhook target registered"}
         body = json.dumps(payload, separators=(",", ":")).encode()
         delivery_id = str(uuid.uuid4())
+        headers = {"Content-Type": "application/json"}
+        if provider == "todoist":
+            headers.update({"User-Agent": "Todoist-Webhooks", "X-Todoist-Delivery-ID": delivery_id})
         headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "Todoist-Webhooks",
-            "X-Todoist-Delivery-ID": delivery_id,
+            **headers,
             SIGNATURE_HEADERS[provider]: sign(
                 provider, body=body, secret=target["secret"], callback_url=target["callback_url"]
             ),

@@ -13,6 +13,7 @@ from providers_app.models import WebhookDelivery
 from providers_app.sandbox import SandboxServer
 from tasks_app import sync
 from tasks_app.models import Task
+from tasks_app.services import task_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
 SECRET = "td-e2e-client-secret"
@@ -114,3 +115,45 @@ def test_the_periodic_pull_adopts_what_webhooks_never_told(sandbox, settings):
     assert (task.title, task.priority, task.source) == ("Call the caterer", 3, "webhook")
     assert reconcile_providers.run() == 0  # not due again before ARCHANGEL_SYNC_PULL_MINUTES
     assert Task.objects.filter(provider=provider).count() == 1
+
+
+def test_a_clickup_description_change_is_fetched_from_the_provider_and_applied(sandbox, live_server):
+    provider = provider_services.provider_create(
+        name="clickup-sandbox",
+        type="clickup",
+        config={
+            "api_token": "pk_demo_clickup",
+            "list_id": "901",
+            "base_url": sandbox.base_url("clickup"),
+            "webhook_secret": "cu-e2e-secret",
+            "webhook_id": "wh-e2e",
+        },
+    )
+    _control(
+        sandbox,
+        "POST",
+        "webhooks",
+        json={
+            "provider": "clickup",
+            "url": f"{live_server.url}/api/webhooks/clickup",
+            "secret": "cu-e2e-secret",
+            "webhook_id": "wh-e2e",
+        },
+    )
+    task, _ = task_create(data={"title": "Write the brief", "provider": str(provider.pk)})
+    assert outbox_jobs.outbox_drain.run()["delivered"] == 1
+    task.refresh_from_db()
+
+    answer = _control(
+        sandbox,
+        "POST",
+        "user-change",
+        json={"provider": "clickup", "id": task.external_id, "changes": {"description": "Two pages, no more"}},
+    )
+    assert answer["sent"] and answer["status"] == 200
+    delivery = WebhookDelivery.objects.get()
+    # The history item carries a Quill delta, not the text: the task is read back from the sandbox.
+    assert sync.webhook_delivery_process(delivery_id=delivery.pk) == "processed"
+    task.refresh_from_db()
+    assert task.description == "Two pages, no more"
+    assert outbox_jobs.outbox_drain.run()["delivered"] == 0
