@@ -40,6 +40,7 @@ PROVIDER_TYPES = frozenset({"clickup", "trello", "todoist"})
 PROVIDER_CALL_OUTCOMES = frozenset(
     {"ok", "client_error", "server_error", "rate_limited", "timeout", "connection_error", "circuit_open", "error"}
 )
+OUTBOX_OUTCOMES = frozenset({"delivered", "failed", "pending", "dead", "discarded", "stale"})
 WEBHOOK_RESULTS = frozenset({"accepted", "duplicate", "bad_signature", "too_large", "unknown_provider", "invalid"})
 TASK_SOURCES = frozenset({"api", "webhook", "import"})
 # The numeric value exported for each breaker state: alerts compare against 2 (open).
@@ -72,6 +73,13 @@ RATE_LIMIT_WAIT_SECONDS = Counter(
     "archangel_rate_limit_wait_seconds",
     "Total delay imposed by rate-limit waits, in seconds.",
     ["provider_type"],
+)
+OUTBOX_DELIVERIES = Counter(
+    "archangel_outbox_deliveries",
+    "Outbox events handled by the drain, by provider type and the status written: delivered, failed "
+    "(will retry), pending (deferred by a rate limit or breaker, not an attempt), dead, discarded, "
+    "stale (the lease was lost and the result dropped).",
+    ["provider_type", "outcome"],
 )
 WEBHOOKS = Counter(
     "archangel_webhooks",
@@ -149,6 +157,12 @@ def count_rate_limit_wait(provider_type: str, seconds: float | None = None) -> N
     RATE_LIMIT_WAITS.labels(label).inc()
     if seconds:
         RATE_LIMIT_WAIT_SECONDS.labels(label).inc(max(0.0, seconds))
+
+
+def count_outbox_delivery(provider_type: str, outcome: str, n: int = 1) -> None:
+    """The drain recorded ``n`` results with this outcome (one of OUTBOX_OUTCOMES)."""
+    if n > 0:
+        OUTBOX_DELIVERIES.labels(_provider_type(provider_type), _one_of(outcome, OUTBOX_OUTCOMES)).inc(n)
 
 
 def count_webhook(provider_type: str, result: str) -> None:

@@ -171,6 +171,29 @@ if not CELERY_TASK_TIME_LIMIT < OUTBOX_LEASE_SECONDS < CELERY_VISIBILITY_TIMEOUT
         f"(got {CELERY_TASK_TIME_LIMIT}, {OUTBOX_LEASE_SECONDS}, {CELERY_VISIBILITY_TIMEOUT})"
     )
 
+# --- Outbox delivery (outbox_app/drain.py; docs/reliability.md) ----------------------------
+# Retries: exponential backoff with full jitter, delay = uniform(0, min(cap, base * 2**(n-1)))
+# after the n-th failed attempt; after OUTBOX_MAX_ATTEMPTS failures the event is dead.
+OUTBOX_BACKOFF_BASE_SECONDS = env_int("OUTBOX_BACKOFF_BASE_SECONDS", 2, minimum=1)
+OUTBOX_BACKOFF_CAP_SECONDS = env_int("OUTBOX_BACKOFF_CAP_SECONDS", 600, minimum=1)
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
+# Events claimed per claim transaction, and provider calls in flight at once per drain
+# (threads, across different tasks: overlaps provider latency; 1 = sequential).
+OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 50, minimum=1)
+OUTBOX_DELIVERY_THREADS = env_int("OUTBOX_DELIVERY_THREADS", 8, minimum=1)
+# How often beat runs the drain (the PeriodicTask is created by a migration and editable in
+# the admin), and how long one drain job keeps claiming batches (below the time limit).
+OUTBOX_DRAIN_INTERVAL_SECONDS = env_int("OUTBOX_DRAIN_INTERVAL_SECONDS", 5, minimum=1)
+OUTBOX_DRAIN_MAX_SECONDS = env_int("OUTBOX_DRAIN_MAX_SECONDS", 30, minimum=1)
+# Committing events sends one drain wake-up per window (deduplicated in the cache).
+OUTBOX_WAKEUP = env_bool("OUTBOX_WAKEUP", True)
+OUTBOX_WAKEUP_WINDOW_SECONDS = env_int("OUTBOX_WAKEUP_WINDOW_SECONDS", 1, minimum=1)
+if OUTBOX_DRAIN_MAX_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "OUTBOX_DRAIN_MAX_SECONDS must stay below the soft time limit "
+        f"(got {OUTBOX_DRAIN_MAX_SECONDS}, soft limit {CELERY_TASK_SOFT_TIME_LIMIT})"
+    )
+
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
@@ -292,6 +315,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "tasks_app.status.TaskStatus",
         "BulkItemStatusEnum": ["created", "duplicate", "error"],
+        "OutboxEventStatusEnum": "outbox_app.models.OutboxEvent.Status",
+        "DeliveryAttemptOutcomeEnum": "outbox_app.models.DeliveryAttempt.Outcome",
         "HealthStatusEnum": ["ok", "down"],
     },
 }

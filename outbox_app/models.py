@@ -11,6 +11,13 @@ class OutboxEvent(models.Model):
     The outbox is generic: it knows an aggregate (type + id + version), not the
     Task model. Events of one aggregate are delivered in ``aggregate_version``
     order; events of different aggregates do not wait for each other.
+
+    Life cycle (outbox_app/drain.py): ``pending``/``failed`` and due → claimed as
+    ``processing`` with a lease (``locked_until``) and a fencing token
+    (``lease_token``) → ``delivered``, ``failed`` (retried after a backoff),
+    ``pending`` again (deferred by a rate limit or an open breaker, not counted) or
+    ``dead``. A dead event blocks the later events of its aggregate until an operator
+    requeues it (back to ``pending``) or discards it (``discarded``, never sent).
     """
 
     class Status(models.TextChoices):
@@ -19,6 +26,7 @@ class OutboxEvent(models.Model):
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed (will retry)"
         DEAD = "dead", "Dead letter"
+        DISCARDED = "discarded", "Discarded"
 
     class Operation(models.TextChoices):
         CREATE = "create", "Create"
@@ -38,10 +46,26 @@ class OutboxEvent(models.Model):
     payload = models.JSONField()
     idempotency_key = models.CharField(max_length=255, unique=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    retry_count = models.PositiveIntegerField(default=0)
+    retry_count = models.PositiveIntegerField(
+        default=0, help_text="Failed delivery attempts so far (deferrals by rate limits or breakers do not count)."
+    )
     scheduled_at = models.DateTimeField(default=timezone.now, help_text="Not delivered before this time.")
-    processed_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True, help_text="When the last result was recorded.")
+    delivered_at = models.DateTimeField(null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
+    # The claim: a worker owns a processing event until locked_until; every result write is
+    # conditioned on lease_token, so a worker whose lease expired cannot overwrite the
+    # result of the worker that reclaimed the event (docs/reliability.md, "fencing token").
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome_unknown = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="An earlier attempt may have taken effect unseen: a create looks for its task before creating.",
+    )
+    # W3C trace context of the request that wrote the event, so its delivery joins that trace.
+    trace_context = models.JSONField(default=dict, db_default={}, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -53,7 +77,7 @@ class OutboxEvent(models.Model):
                 name="outbox_app_event_unique_aggregate_version",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "processing", "delivered", "failed", "dead"]),
+                condition=Q(status__in=["pending", "processing", "delivered", "failed", "dead", "discarded"]),
                 name="outbox_app_event_status_valid",
             ),
         ]
@@ -63,9 +87,49 @@ class OutboxEvent(models.Model):
             models.Index(
                 fields=["scheduled_at"], condition=Q(status__in=["pending", "failed"]), name="outbox_event_due"
             ),
+            # The drain's reclaim of expired leases: WHERE status = 'processing' AND locked_until < now().
+            models.Index(fields=["locked_until"], condition=Q(status="processing"), name="outbox_event_lease_expiry"),
             # GET /api/outbox?status=... and the admin's status filter.
             models.Index(fields=["status", "created_at"], name="outbox_event_status_created"),
         ]
 
     def __str__(self) -> str:
         return f"{self.operation_type} {self.aggregate_type}:{self.aggregate_id} v{self.aggregate_version}"
+
+
+class DeliveryAttempt(models.Model):
+    """One call to a provider for an outbox event, or a lost lease: what happened and how long it took.
+
+    Deferrals decided before any request (the rate budget is spent, the breaker is
+    open) are not attempts and leave no row; a 429 answer is (outcome ``deferred``).
+    """
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        RETRY = "retry", "Failed, will retry"
+        DEAD = "dead", "Failed, dead letter"
+        DEFERRED = "deferred", "Rate limited, deferred"
+        STALE = "stale", "Result dropped: the lease was lost"
+
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="attempts")
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    error = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=255, blank=True, default="", help_text="host:pid of the drain.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=["delivered", "retry", "dead", "deferred", "stale"]),
+                name="outbox_app_attempt_outcome_valid",
+            ),
+        ]
+        # The FK index serves GET /api/outbox/{id} (an event's attempts).
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.outcome} at {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -4,9 +4,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from archangel.db import insert_rows
+from archangel.errors import Conflict, NotFound
+from archangel.tracing import current_trace_context
 from outbox_app.models import OutboxEvent
 
 
@@ -33,6 +37,7 @@ def outbox_enqueue_many(*, events: list[EventSpec]) -> list[OutboxEvent]:
     conn = transaction.get_connection()
     if not conn.in_atomic_block:
         raise RuntimeError("outbox events must be written in the same transaction as the change they describe")
+    trace_context = current_trace_context()
     rows = [
         OutboxEvent(
             id=uuid.uuid4(),
@@ -43,12 +48,76 @@ def outbox_enqueue_many(*, events: list[EventSpec]) -> list[OutboxEvent]:
             operation_type=spec.operation,
             payload=spec.payload,
             idempotency_key=spec.idempotency_key,
+            trace_context=trace_context,
         )
         for spec in events
     ]
     insert_rows(rows)
+    # Wake a drain up once the events are committed (never before: a worker could look
+    # before they are visible). Beat drains every few seconds anyway; this only cuts latency.
+    transaction.on_commit(request_drain)
     return rows
+
+
+def request_drain() -> None:
+    """Send one drain wake-up, at most one per OUTBOX_WAKEUP_WINDOW: a burst of 1,000 creates
+    queues one message, not 1,000. A lost wake-up costs one beat interval, nothing more."""
+    from outbox_app.jobs import send_wakeup
+
+    send_wakeup()
 
 
 def outbox_enqueue(**kwargs) -> OutboxEvent:
     return outbox_enqueue_many(events=[EventSpec(**kwargs)])[0]
+
+
+# --- operator actions ------------------------------------------------------------------------
+
+REQUEUEABLE = (OutboxEvent.Status.DEAD, OutboxEvent.Status.FAILED)
+
+
+def outbox_requeue(*, event_id) -> OutboxEvent:
+    """A dead or failed event back to pending, due now, with its attempts reset (the API's
+    requeue and the admin action). Anything else is a 409: a delivered event is never sent
+    again, and one in flight belongs to its worker."""
+    with transaction.atomic():
+        event = _locked(event_id)
+        if event.status not in REQUEUEABLE:
+            raise Conflict(
+                f"Only dead or failed events can be requeued; this one is {event.status}.",
+                details={"status": event.status, "requeueable": list(REQUEUEABLE)},
+            )
+        now = timezone.now()
+        event.status = OutboxEvent.Status.PENDING
+        event.retry_count = 0
+        event.scheduled_at = now
+        event.lease_token = None
+        event.locked_until = None
+        # outcome_unknown stays: an earlier attempt may still have created the task.
+        event.save(update_fields=["status", "retry_count", "scheduled_at", "lease_token", "locked_until", "updated_at"])
+    transaction.on_commit(request_drain)
+    return event
+
+
+def outbox_discard(*, event_id) -> OutboxEvent:
+    """Give up on a dead event for good: it is never sent, and the later events of its
+    aggregate stop waiting for it. For a change that no longer matters (the task was
+    archived since, its provider account closed)."""
+    with transaction.atomic():
+        event = _locked(event_id)
+        if event.status != OutboxEvent.Status.DEAD:
+            raise Conflict(
+                f"Only dead events can be discarded; this one is {event.status}.",
+                details={"status": event.status},
+            )
+        event.status = OutboxEvent.Status.DISCARDED
+        event.save(update_fields=["status", "updated_at"])
+    transaction.on_commit(request_drain)
+    return event
+
+
+def _locked(event_id) -> OutboxEvent:
+    try:
+        return OutboxEvent.objects.select_for_update().get(pk=event_id)
+    except (OutboxEvent.DoesNotExist, ValueError, DjangoValidationError):
+        raise NotFound("No outbox event with this id.") from None

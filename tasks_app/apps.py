@@ -9,3 +9,7 @@ class TasksConfig(AppConfig):
         from archangel.auth import connect_signals
 
         connect_signals()
+
+        from tasks_app import delivery
+
+        delivery.register()

@@ -69,3 +69,13 @@ def reader_api(db):
 @pytest.fixture
 def anon():
     return APIClient()
+
+
+@pytest.fixture
+def gateway(monkeypatch):
+    """The outbox drain's provider door replaced by a scripted fake (tests/outbox/fakes.py)."""
+    from tests.outbox.fakes import FakeGateway
+
+    fake = FakeGateway()
+    monkeypatch.setattr("outbox_app.drain._gateway", lambda: fake)
+    return fake

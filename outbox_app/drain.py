@@ -1,0 +1,464 @@
+"""The outbox drain: deliver due events to their providers, each exactly once in effect.
+
+PostgreSQL is the source of truth and Celery messages are only wake-ups
+(docs/reliability.md). One drain pass:
+
+1. **Reclaim** events whose lease expired (their worker crashed or hung): back to
+   ``failed``, due now, with ``outcome_unknown`` set (the lost attempt may have taken
+   effect, so a create first looks for the task it may have made) and one attempt
+   counted, so an event that kills its worker every time ends dead instead of looping.
+2. **Claim** a batch of due events with ``SELECT ... FOR UPDATE SKIP LOCKED`` in a short
+   transaction: only events whose aggregate has no earlier undelivered event (pending,
+   in flight, failed-waiting or dead), so one task's create → update → archive reach the
+   provider in that order, while other tasks never wait behind it. They become
+   ``processing`` with ``locked_until = now + OUTBOX_LEASE_SECONDS`` and a fresh fencing
+   token (``lease_token``, one per claim). Commit: no lock is held from here on.
+3. **Deliver** each event (overlapping provider latency in a small thread pool; a
+   batch holds at most one event per aggregate, so this cannot reorder a task's events):
+   ``gateway.reserve`` first (rate budget and breaker; a wait puts the event back to
+   ``pending`` without counting an attempt), then ``gateway.deliver`` with the
+   aggregate's CURRENT external id.
+4. **Record** every result with ``UPDATE ... WHERE id = %s AND lease_token = %s``: a
+   worker whose lease expired and was reclaimed updates 0 rows and its result is
+   dropped (it is recorded as a ``stale`` attempt). A create's external id is stored on
+   its aggregate in the same transaction (``outbox_app/handlers.py``).
+
+Decisions:
+
+- A **dead** event blocks the later events of its aggregate until an operator requeues
+  it or discards it: delivering v3 after v2 failed for good can corrupt the remote task
+  (an update sent to a task whose create never happened, an archive overtaken). Other
+  aggregates are unaffected.
+- An event with **no provider** (the task was never routed) has nowhere to go: it is
+  ``discarded`` with that reason (a later routing enqueues its own create). A provider
+  cannot be deleted while it has events (the foreign key protects it). A **disabled**
+  provider's events wait (deferred, not counted) until it is enabled again.
+- A non-create event whose aggregate has **no external id** (its create was discarded or
+  never made) is dead at once: there is nothing at the provider to change.
+- Failures: retryable → ``failed`` with a jittered exponential backoff, dead after
+  ``OUTBOX_MAX_ATTEMPTS`` failed attempts; permanent → dead at once; a 429
+  (``RateLimited``) → rescheduled by its ``retry_after`` and never counted, so no event
+  dies of rate limiting. An unexpected exception counts as a retryable failure whose
+  outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import import_module
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.utils import timezone
+
+from archangel import metrics
+from archangel.logging import bind_log_context
+from archangel.tracing import span_from_context
+from outbox_app import handlers
+from outbox_app.backoff import backoff_delay
+from outbox_app.models import DeliveryAttempt, OutboxEvent
+from providers_app.adapters.base import ProviderError, RateLimited
+
+logger = logging.getLogger(__name__)
+
+Status = OutboxEvent.Status
+Outcome = DeliveryAttempt.Outcome
+DUE = (Status.PENDING, Status.FAILED)
+# Statuses that no longer hold back the later events of their aggregate.
+SETTLED = (Status.DELIVERED, Status.DISCARDED)
+# Seconds a disabled provider's events wait before they are looked at again.
+DISABLED_PROVIDER_WAIT = 60.0
+# A 429 without a usable hint waits this long (docs/provider-apis.md: Trello's window is 10 s).
+RATE_LIMITED_DEFAULT_WAIT = 10.0
+RETRY_AFTER_CAP = 3600.0
+ERROR_MAX = 2000
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _gateway():
+    # The one door to the providers (providers_app/gateway.py). OUTBOX_GATEWAY names another
+    # module with the same two functions: the integration tests' fake provider door.
+    return import_module(getattr(settings, "OUTBOX_GATEWAY", "providers_app.gateway"))
+
+
+@dataclass
+class Result:
+    """What became of one claimed event; computed with no database lock held."""
+
+    kind: str  # delivered | retry | dead | rate_limited | defer | discard
+    started_at: object = None
+    duration_ms: int = 0
+    status_code: int | None = None
+    error: str = ""
+    wait: float = 0.0  # defer / rate_limited: seconds until the event is due again
+    external_id: str | None = None
+    outcome_unknown: bool = False
+    attempted: bool = True  # a request was (or may have been) sent: an attempt row is written
+
+
+@dataclass
+class DrainCounts:
+    delivered: int = 0
+    retried: int = 0
+    deferred: int = 0
+    dead: int = 0
+    discarded: int = 0
+    stale: int = 0
+    reclaimed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "delivered": self.delivered,
+            "retried": self.retried,
+            "deferred": self.deferred,
+            "dead": self.dead,
+            "discarded": self.discarded,
+            "stale": self.stale,
+            "reclaimed": self.reclaimed,
+        }
+
+
+# --- reclaim and claim -------------------------------------------------------------------------
+
+
+def reclaim_expired(*, now=None, limit: int = 500) -> int:
+    """Make events whose lease expired claimable again; returns how many.
+
+    The old token is cleared, so if the lost worker was merely slow its late result
+    write touches 0 rows. The attempt counts: a poison event that crashes its worker
+    every time must end dead, not loop forever.
+    """
+    now = now or timezone.now()
+    max_attempts = settings.OUTBOX_MAX_ATTEMPTS
+    with transaction.atomic():
+        ids = list(
+            OutboxEvent.objects.filter(status=Status.PROCESSING, locked_until__lt=now)
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return 0
+        OutboxEvent.objects.filter(id__in=ids, status=Status.PROCESSING, locked_until__lt=now).update(
+            status=Case(When(retry_count__gte=max_attempts - 1, then=Value(Status.DEAD)), default=Value(Status.FAILED)),
+            retry_count=F("retry_count") + 1,
+            outcome_unknown=True,
+            lease_token=None,
+            locked_until=None,
+            scheduled_at=now,
+            processed_at=now,
+            error_message="The worker delivering this event was lost (its lease expired); the outcome is unknown.",
+            updated_at=now,
+        )
+    logger.warning("reclaimed %d outbox event(s) whose lease expired", len(ids))
+    return len(ids)
+
+
+def claim(*, limit: int, now=None, lease_seconds: int | None = None) -> tuple[uuid.UUID, list[OutboxEvent]]:
+    """Claim up to ``limit`` due events (at most one per aggregate) under a new fencing token.
+
+    On SQLite there is no ``SKIP LOCKED`` (Django leaves ``FOR UPDATE`` out) but SQLite
+    serializes writers, and the UPDATE re-checks the status, so two claimers still never
+    get the same row: the rows claimed are read back by their token.
+    """
+    now = now or timezone.now()
+    lease = timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
+    token = uuid.uuid4()
+    earlier_unsettled = OutboxEvent.objects.filter(
+        aggregate_type=OuterRef("aggregate_type"),
+        aggregate_id=OuterRef("aggregate_id"),
+        aggregate_version__lt=OuterRef("aggregate_version"),
+    ).exclude(status__in=SETTLED)
+    with transaction.atomic():
+        # Served by the partial index outbox_event_due (scheduled_at WHERE status IN due)
+        # and, for the NOT EXISTS, the unique (aggregate_type, aggregate_id, version) index.
+        # SKIP LOCKED: concurrent drainers take disjoint rows instead of queueing on locks.
+        ids = list(
+            OutboxEvent.objects.filter(status__in=DUE, scheduled_at__lte=now)
+            .filter(~Exists(earlier_unsettled))
+            .order_by("scheduled_at")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", flat=True)[:limit]
+        )
+        if not ids:
+            return token, []
+        OutboxEvent.objects.filter(id__in=ids, status__in=DUE).update(
+            status=Status.PROCESSING, locked_until=now + lease, lease_token=token, updated_at=now
+        )
+    events = list(
+        OutboxEvent.objects.filter(id__in=ids, lease_token=token).select_related("provider").order_by("scheduled_at")
+    )
+    return token, events
+
+
+def _current_external_ids(events: list[OutboxEvent]) -> dict[uuid.UUID, str | None]:
+    """Each event's aggregate's CURRENT external id (one query per aggregate type).
+
+    Read after the claim, which is delivery time in the sense that matters: an event is
+    only claimed once every earlier event of its aggregate is delivered, and a create
+    stores its external id in the same transaction that marks it delivered.
+    """
+    out: dict[uuid.UUID, str | None] = {}
+    by_type: dict[str, list[OutboxEvent]] = {}
+    for event in events:
+        by_type.setdefault(event.aggregate_type, []).append(event)
+    for aggregate_type, group in by_type.items():
+        registered = handlers.handlers_for(aggregate_type)
+        current = registered.external_id([e.aggregate_id for e in group]) if registered else {}
+        for event in group:
+            out[event.id] = current.get(event.aggregate_id) or (event.payload or {}).get("external_id")
+    return out
+
+
+# --- delivery (no database lock held) -------------------------------------------------------------
+
+
+def _error_text(exc: BaseException) -> str:
+    code = getattr(exc, "code", None)
+    text = f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+    return text[:ERROR_MAX]
+
+
+def _attempt(event: OutboxEvent, external_id: str | None, deadline: float) -> Result:
+    """Reserve budget and deliver one event; never raises."""
+    provider = event.provider
+    if provider is None:
+        return Result("discard", error="No provider: the task was never routed, nothing to deliver.", attempted=False)
+    if provider.health_status == provider.Health.DISABLED:
+        return Result("defer", wait=DISABLED_PROVIDER_WAIT, attempted=False)
+    if time.monotonic() > deadline:
+        # The batch ran long (slow provider): hand the rest back rather than outlive the lease.
+        return Result("defer", wait=0.0, attempted=False)
+    if event.operation_type != OutboxEvent.Operation.CREATE and not external_id:
+        return Result("dead", error="No external id: the task's create was never delivered.", attempted=False)
+    gateway = _gateway()
+    priority = (event.payload or {}).get("priority") or 0
+    try:
+        wait = float(gateway.reserve(provider, urgent=isinstance(priority, int) and priority >= 4))
+    except Exception as exc:  # a limiter failure must not lose the event
+        logger.exception("reserve failed for provider %s", provider.name)
+        return Result("retry", error=_error_text(exc), attempted=False)
+    if wait > 0:
+        metrics.count_rate_limit_wait(provider.type, wait)
+        return Result("defer", wait=wait, attempted=False)
+
+    started_at = timezone.now()
+    t0 = time.perf_counter()
+
+    def done(**kwargs) -> Result:
+        return Result(started_at=started_at, duration_ms=round((time.perf_counter() - t0) * 1000), **kwargs)
+
+    try:
+        with span_from_context(
+            f"outbox.deliver {event.operation_type}",
+            event.trace_context,
+            {"outbox.event_id": event.id, "provider.type": provider.type, "outbox.operation": event.operation_type},
+        ):
+            delivered = gateway.deliver(
+                provider,
+                event.operation_type,
+                event.payload,
+                idempotency_key=event.idempotency_key,
+                external_id=external_id,
+                outcome_unknown_before=event.outcome_unknown,
+            )
+    except RateLimited as exc:
+        wait = min(RETRY_AFTER_CAP, exc.retry_after if exc.retry_after and exc.retry_after > 0 else 0.0)
+        return done(
+            kind="rate_limited",
+            status_code=exc.status_code,
+            error=_error_text(exc),
+            wait=wait or RATE_LIMITED_DEFAULT_WAIT,
+        )
+    except ProviderError as exc:
+        return done(
+            kind="retry" if exc.retryable else "dead",
+            status_code=exc.status_code,
+            error=_error_text(exc),
+            outcome_unknown=bool(exc.outcome_unknown),
+        )
+    except Exception as exc:  # a bug in one delivery must not stop the others
+        logger.exception("unexpected error delivering outbox event %s", event.id)
+        return done(kind="retry", error=_error_text(exc), outcome_unknown=True)
+    return done(
+        kind="delivered",
+        status_code=delivered.status_code,
+        external_id=delivered.external_id or external_id,
+    )
+
+
+# --- recording (conditional on the fencing token) -----------------------------------------------
+
+
+def _fields_for(event: OutboxEvent, result: Result, now) -> dict:
+    base = {"lease_token": None, "locked_until": None, "updated_at": now}
+    if result.attempted:
+        base["processed_at"] = now
+        base["last_status_code"] = result.status_code
+    if result.kind == "delivered":
+        return {**base, "status": Status.DELIVERED, "delivered_at": now, "error_message": "", "outcome_unknown": False}
+    if result.kind in ("defer", "rate_limited"):
+        fields = {**base, "status": Status.PENDING, "scheduled_at": now + timedelta(seconds=result.wait)}
+        if result.kind == "rate_limited":
+            fields["error_message"] = result.error
+        return fields
+    if result.kind == "discard":
+        return {**base, "status": Status.DISCARDED, "error_message": result.error}
+    unknown = {"outcome_unknown": True} if result.outcome_unknown else {}
+    attempts = event.retry_count + 1
+    if result.kind == "retry" and attempts < settings.OUTBOX_MAX_ATTEMPTS:
+        delay = backoff_delay(
+            attempts, base=settings.OUTBOX_BACKOFF_BASE_SECONDS, cap=settings.OUTBOX_BACKOFF_CAP_SECONDS
+        )
+        return {
+            **base,
+            **unknown,
+            "status": Status.FAILED,
+            "retry_count": attempts,
+            "scheduled_at": now + timedelta(seconds=delay),
+            "error_message": result.error,
+        }
+    error = result.error
+    if result.kind == "retry":
+        error = f"Gave up after {attempts} attempts. Last error: {result.error}"
+    return {**base, **unknown, "status": Status.DEAD, "retry_count": attempts, "error_message": error[:ERROR_MAX]}
+
+
+_KIND_OUTCOME = {
+    "delivered": Outcome.DELIVERED,
+    "retry": Outcome.RETRY,
+    "dead": Outcome.DEAD,
+    "rate_limited": Outcome.DEFERRED,
+}
+
+
+def record(event: OutboxEvent, token: uuid.UUID, result: Result, *, now=None) -> str:
+    """Write one result if this worker still holds the event's lease; returns the status written
+    (or ``"stale"`` when the lease was lost and the result dropped)."""
+    now = now or timezone.now()
+    fields = _fields_for(event, result, now)
+    with transaction.atomic():
+        written = OutboxEvent.objects.filter(id=event.id, lease_token=token, status=Status.PROCESSING).update(**fields)
+        if written and result.kind == "delivered" and event.operation_type == OutboxEvent.Operation.CREATE:
+            registered = handlers.handlers_for(event.aggregate_type)
+            if registered and result.external_id:
+                registered.created(event.aggregate_id, event.provider_id, result.external_id)
+        outcome = None
+        if not written:
+            outcome = Outcome.STALE if result.attempted else None
+        elif result.attempted:
+            outcome = _KIND_OUTCOME.get(result.kind)
+            if result.kind == "retry" and fields["status"] == Status.DEAD:
+                outcome = Outcome.DEAD
+        if outcome:
+            DeliveryAttempt.objects.create(
+                event_id=event.id,
+                started_at=result.started_at or now,
+                duration_ms=result.duration_ms,
+                status_code=result.status_code,
+                outcome=outcome,
+                error=result.error,
+                worker=WORKER,
+            )
+    if not written:
+        logger.warning("outbox event %s: lease lost before the result was recorded; result dropped", event.id)
+        return "stale"
+    return fields["status"]
+
+
+# --- the drain -------------------------------------------------------------------------------------
+
+_pool_lock = threading.Lock()
+_pool: dict[str, object] = {"pid": None, "executor": None, "size": 0}
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    # One pool per process, created lazily (a pool made before Celery's prefork fork would
+    # have no threads in the child).
+    with _pool_lock:
+        if _pool["pid"] != os.getpid() or _pool["size"] != size:
+            _pool.update(pid=os.getpid(), size=size, executor=ThreadPoolExecutor(size, thread_name_prefix="outbox"))
+        return _pool["executor"]
+
+
+def _deliver_batch(events: list[OutboxEvent], token: uuid.UUID, counts: DrainCounts, threads: int) -> None:
+    external_ids = _current_external_ids(events)
+    # Start no new delivery after half the lease: the rest go back to pending.
+    deadline = time.monotonic() + settings.OUTBOX_LEASE_SECONDS / 2
+
+    def one(event: OutboxEvent) -> Result:
+        with bind_log_context(outbox_event_id=event.id, aggregate_id=event.aggregate_id):
+            return _attempt(event, external_ids.get(event.id), deadline)
+
+    if threads > 1 and len(events) > 1:
+        pool = _executor(threads)
+        # Each call runs in a copy of this context, so log fields (the Celery task id) follow it.
+        futures = [(e, pool.submit(contextvars.copy_context().run, one, e)) for e in events]
+        pairs = ((e, f.result()) for e, f in futures)
+    else:
+        pairs = ((e, one(e)) for e in events)
+    for event, result in pairs:
+        with bind_log_context(outbox_event_id=event.id, aggregate_id=event.aggregate_id):
+            try:
+                status = record(event, token, result)
+            except DatabaseError:
+                # E.g. the aggregate refused the external id. The lease runs out and the event
+                # is reclaimed with outcome_unknown (the create is then adopted, not repeated).
+                logger.exception("could not record the result of outbox event %s", event.id)
+                continue
+        _count(counts, event, result, status)
+
+
+def _count(counts: DrainCounts, event: OutboxEvent, result: Result, status: str) -> None:
+    provider_type = event.provider.type if event.provider else "other"
+    if status == "stale":
+        counts.stale += 1
+    elif status == Status.DELIVERED:
+        counts.delivered += 1
+    elif status == Status.FAILED:
+        counts.retried += 1
+    elif status == Status.PENDING:
+        counts.deferred += 1
+    elif status == Status.DEAD:
+        counts.dead += 1
+        logger.error("outbox event %s is dead: %s", event.id, result.error)
+    elif status == Status.DISCARDED:
+        counts.discarded += 1
+    metrics.count_outbox_delivery(provider_type, "stale" if status == "stale" else str(status))
+
+
+def drain(*, batch_size: int | None = None, max_seconds: float | None = None, threads: int | None = None) -> dict:
+    """Deliver due events until none is due or ``max_seconds`` have passed (checked between
+    batches); returns the counts {delivered, retried, deferred, dead, discarded, stale, reclaimed}.
+
+    Safe to run any number of times concurrently, in any number of processes.
+    """
+    batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
+    max_seconds = settings.OUTBOX_DRAIN_MAX_SECONDS if max_seconds is None else max_seconds
+    threads = threads or settings.OUTBOX_DELIVERY_THREADS
+    counts = DrainCounts()
+    stop = time.monotonic() + max_seconds
+    counts.reclaimed += reclaim_expired()
+    while True:
+        token, events = claim(limit=batch_size)
+        if not events:
+            break
+        before = counts.deferred
+        _deliver_batch(events, token, counts, threads)
+        if time.monotonic() >= stop or counts.deferred - before == len(events):
+            # Out of time, or every event had to wait (budgets spent, breakers open):
+            # claiming again now would only spin; the next wake-up or beat tick resumes.
+            break
+    result = counts.as_dict()
+    if any(result.values()):
+        logger.info("outbox drain: %s", result)
+    return result
