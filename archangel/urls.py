@@ -9,6 +9,7 @@ from archangel.api import error_body
 from archangel.audit.api import AuditViewSet
 from archangel.metrics_view import metrics_view
 from outbox_app.api.predictions import UsagePredictionsView
+from outbox_app.api.views import OutboxEventViewSet
 from providers_app.api.views import ProviderViewSet
 from providers_app.api.webhooks import webhook_view
 from tasks_app.api.analytics_views import PerformanceView, WorkloadView
@@ -29,6 +30,7 @@ router.register("providers", ProviderViewSet, basename="provider")
 router.register("assignees", AssigneeViewSet, basename="assignee")
 router.register("clients", ClientViewSet, basename="client")
 router.register("audit", AuditViewSet, basename="audit")
+router.register("outbox", OutboxEventViewSet, basename="outbox-event")
 
 urlpatterns = [
     path("api/health", HealthView.as_view(), name="health"),

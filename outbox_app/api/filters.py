@@ -1,0 +1,16 @@
+import django_filters
+
+from outbox_app.models import OutboxEvent
+
+
+class OutboxEventFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(
+        choices=OutboxEvent.Status.choices, help_text="Repeat to match several."
+    )
+    provider = django_filters.UUIDFilter(field_name="provider_id")
+    operation = django_filters.ChoiceFilter(field_name="operation_type", choices=OutboxEvent.Operation.choices)
+    task = django_filters.UUIDFilter(field_name="aggregate_id", help_text="The task (aggregate) the events change.")
+
+    class Meta:
+        model = OutboxEvent
+        fields = ["status", "provider", "operation", "task"]

@@ -1,0 +1,65 @@
+from rest_framework import serializers
+
+from outbox_app.models import DeliveryAttempt, OutboxEvent
+
+
+class DeliveryAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["started_at", "duration_ms", "status_code", "outcome", "error", "worker"]
+        read_only_fields = fields
+
+
+class OutboxEventSerializer(serializers.ModelSerializer):
+    """An event as operators see it. The payload is the task's provider-neutral state (no
+    secrets: provider credentials live on the provider, encrypted, and never here)."""
+
+    operation = serializers.CharField(source="operation_type")
+    attempts = serializers.IntegerField(source="retry_count", help_text="Failed attempts so far.")
+
+    class Meta:
+        model = OutboxEvent
+        fields = [
+            "id",
+            "provider",
+            "aggregate_type",
+            "aggregate_id",
+            "aggregate_version",
+            "operation",
+            "status",
+            "attempts",
+            "scheduled_at",
+            "locked_until",
+            "outcome_unknown",
+            "last_status_code",
+            "error_message",
+            "idempotency_key",
+            "payload",
+            "processed_at",
+            "delivered_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class OutboxEventDetailSerializer(OutboxEventSerializer):
+    delivery_attempts = DeliveryAttemptSerializer(source="attempts_list", many=True, read_only=True)
+
+    class Meta(OutboxEventSerializer.Meta):
+        fields = [*OutboxEventSerializer.Meta.fields, "delivery_attempts"]
+        read_only_fields = fields
+
+
+class ProcessRequestSerializer(serializers.Serializer):
+    batch_size = serializers.IntegerField(min_value=1, max_value=500, default=100)
+
+
+class ProcessResponseSerializer(serializers.Serializer):
+    delivered = serializers.IntegerField()
+    retried = serializers.IntegerField()
+    deferred = serializers.IntegerField(help_text="Put off by a rate limit or an open breaker; not an attempt.")
+    dead = serializers.IntegerField()
+    discarded = serializers.IntegerField()
+    stale = serializers.IntegerField(help_text="Results dropped because the lease was lost.")
+    reclaimed = serializers.IntegerField(help_text="Events of lost workers made claimable again.")

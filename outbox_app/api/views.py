@@ -1,0 +1,86 @@
+from django.db.models import Prefetch
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from archangel.api import UUID_PATTERN, error_responses
+from archangel.permissions import IsOperator
+from outbox_app import services
+from outbox_app.api.filters import OutboxEventFilter
+from outbox_app.api.serializers import (
+    OutboxEventDetailSerializer,
+    OutboxEventSerializer,
+    ProcessRequestSerializer,
+    ProcessResponseSerializer,
+)
+from outbox_app.drain import drain
+from outbox_app.models import DeliveryAttempt, OutboxEvent
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List outbox events (newest first)",
+        responses={200: OutboxEventSerializer(many=True), **error_responses(400, 401)},
+    ),
+    retrieve=extend_schema(
+        summary="Get an outbox event with its delivery attempts",
+        responses={200: OutboxEventDetailSerializer, **error_responses(401, 404)},
+    ),
+)
+class OutboxEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Outbox events and their delivery. Everyone may read; only operators requeue, discard or process."""
+
+    queryset = OutboxEvent.objects.all()
+    serializer_class = OutboxEventSerializer
+    permission_classes = [IsOperator]
+    filterset_class = OutboxEventFilter
+    ordering_fields = ["created_at", "scheduled_at"]
+    ordering = ["-created_at"]
+    lookup_value_regex = UUID_PATTERN
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "retrieve":
+            attempts = DeliveryAttempt.objects.order_by("started_at", "id")
+            queryset = queryset.prefetch_related(Prefetch("attempts", attempts, to_attr="attempts_list"))
+        return queryset
+
+    def get_serializer_class(self):
+        return OutboxEventDetailSerializer if self.action == "retrieve" else OutboxEventSerializer
+
+    def _detail(self, event) -> Response:
+        event.attempts_list = list(event.attempts.order_by("started_at", "id"))
+        return Response(OutboxEventDetailSerializer(event).data)
+
+    @extend_schema(
+        summary="Requeue a dead or failed event (pending, due now, attempts reset)",
+        request=None,
+        responses={200: OutboxEventDetailSerializer, **error_responses(401, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def requeue(self, request, pk=None):
+        return self._detail(services.outbox_requeue(event_id=pk))
+
+    @extend_schema(
+        summary="Discard a dead event: never sent; later events of its task go ahead",
+        request=None,
+        responses={200: OutboxEventDetailSerializer, **error_responses(401, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def discard(self, request, pk=None):
+        return self._detail(services.outbox_discard(event_id=pk))
+
+    @extend_schema(
+        summary="Drain one batch now, synchronously",
+        request=ProcessRequestSerializer,
+        responses={200: ProcessResponseSerializer, **error_responses(400, 401)},
+    )
+    @action(detail=False, methods=["post"])
+    def process(self, request):
+        serializer = ProcessRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # max_seconds=0: exactly one claimed batch (plus reclaiming expired leases), so a
+        # request is bounded by batch_size deliveries whatever the backlog.
+        counts = drain(batch_size=serializer.validated_data["batch_size"], max_seconds=0)
+        return Response(counts)
