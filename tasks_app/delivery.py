@@ -3,6 +3,7 @@
 
 import uuid
 
+from archangel.audit.context import Entry, record
 from outbox_app import handlers
 from tasks_app.models import Task
 
@@ -15,8 +16,15 @@ def task_external_ids(task_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
 def task_store_external_id(task_id: uuid.UUID, provider_id: uuid.UUID | None, external_id: str) -> None:
     """Called inside the transaction that records a delivered create: the external id is stored
     if and only if the delivery is. A task rerouted since to another provider keeps its own.
-    Does not bump the task's version: nothing a provider must hear about changed."""
-    Task.objects.filter(pk=task_id, provider_id=provider_id).update(external_id=external_id)
+    Does not bump the task's version: nothing a provider must hear about changed. A bulk
+    UPDATE skips the audit signals, so the entry is written here (same transaction)."""
+    changed = (
+        Task.objects.filter(pk=task_id, provider_id=provider_id)
+        .exclude(external_id=external_id)
+        .update(external_id=external_id)
+    )
+    if changed:
+        record([Entry("update", "tasks_app.task", str(task_id), changes={"external_id": [None, external_id]})])
 
 
 def register() -> None:
