@@ -238,6 +238,9 @@ def _attempt(event: OutboxEvent, external_id: str | None, deadline: float) -> Re
     if time.monotonic() > deadline:
         # The batch ran long (slow provider): hand the rest back rather than outlive the lease.
         return Result("defer", wait=0.0, attempted=False)
+    if event.operation_type == OutboxEvent.Operation.DELETE and not external_id:
+        # Never created there: deleting it is already done (and costs no request).
+        return Result("delivered", attempted=False)
     if event.operation_type != OutboxEvent.Operation.CREATE and not external_id:
         return Result("dead", error="No external id: the task's create was never delivered.", attempted=False)
     gateway = _gateway()
@@ -248,7 +251,7 @@ def _attempt(event: OutboxEvent, external_id: str | None, deadline: float) -> Re
         logger.exception("reserve failed for provider %s", provider.name)
         return Result("retry", error=_error_text(exc), attempted=False)
     if wait > 0:
-        metrics.count_rate_limit_wait(provider.type, wait)
+        # The gateway counts the wait in archangel_rate_limit_waits; not a failure, not an attempt.
         return Result("defer", wait=wait, attempted=False)
 
     started_at = timezone.now()
