@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gateway, ingest, orchestration, sandbox, webhooks
+from bench import gateway, ingest, orchestration, outbox_drain, sandbox, webhooks
 from bench.common import ROOT, Row, fresh_database
 
 SCENARIOS = {
@@ -29,6 +29,7 @@ SCENARIOS = {
     "routing": orchestration.routing_run,
     "rescoring": orchestration.rescoring_run,
     "planner": orchestration.planner_run,
+    "outbox_drain": outbox_drain.run,
 }
 
 

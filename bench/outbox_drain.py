@@ -1,0 +1,196 @@
+"""Outbox drain: events delivered per second through the real drain (Celery workers, the
+gateway's Redis budgets and breakers, the ClickUp adapter) to the provider sandbox answering
+every request after 20 ms, with 1 and 4 worker processes; beside it, the raw rate of the same
+requests sent by a bare loop of threads with the same concurrency, in the same run.
+
+Target (issue 3 §6): >= 500 deliveries/s with 4 workers, and zero requests over any
+configured rate limit (the sandbox counts them: ``over_limit``).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from urllib.request import Request, urlopen
+
+import psycopg
+import requests
+
+from bench.common import ROOT, Row, free_port, manage, port_open, service_env
+
+EVENTS = int(os.environ.get("BENCH_DRAIN_EVENTS", "3000"))
+LATENCY_MS = 20
+THREADS = int(os.environ.get("BENCH_DRAIN_THREADS", "16"))  # OUTBOX_DELIVERY_THREADS per worker
+BATCH = int(os.environ.get("BENCH_DRAIN_BATCH", "64"))
+TOKEN = "pk_demo_clickup"
+LIST_ID = "901"
+# The budget the gateway keeps to and the limit the sandbox enforces: the same number, far
+# above the bench's rate, so any request over it is a bug in the budgets, not the bench.
+PER_MINUTE = 600_000
+
+
+def _sandbox(port: int) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "manage.py", "run_sandbox", "--port", str(port), "--latency-ms", str(LATENCY_MS),
+        "--clickup-per-token", str(PER_MINUTE), "--clickup-period", "60",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=service_env("postgres://unused/none"), stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not port_open("127.0.0.1", port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the sandbox did not start")
+        time.sleep(0.1)
+    return proc
+
+
+def _control(base: str, path: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    req = Request(f"{base}/_sandbox/{path}", data=data, method="POST" if data is not None else "GET")
+    req.add_header("Content-Type", "application/json")
+    with urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def _setup(database_url: str, sandbox_base: str, run_id: str) -> str:
+    """A ClickUp provider pointed at the sandbox and EVENTS tasks, each with its create event."""
+    code = f"""
+from providers_app.services import provider_create
+from tasks_app.services import task_bulk_create
+p = provider_create(name="bench-clickup-{run_id}", type="clickup", config={{
+    "api_token": "{TOKEN}", "list_id": "{LIST_ID}", "team_id": "9001",
+    "base_url": "{sandbox_base}/clickup/api/v2", "rate_limit_per_minute": {PER_MINUTE}}})
+for start in range(0, {EVENTS}, 1000):
+    task_bulk_create(items=[{{"title": f"drain {run_id} {{i}}", "provider": str(p.id)}}
+                            for i in range(start, min({EVENTS}, start + 1000))])
+print(p.id)
+"""
+    return manage("shell", "-c", code, database_url=database_url, capture=True).strip().splitlines()[-1]
+
+
+def _counts(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://")) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM outbox_app_outboxevent GROUP BY status").fetchall()
+    return dict(rows)
+
+
+def _workers(database_url: str, n: int, queue: str) -> list[subprocess.Popen]:
+    env = service_env(
+        database_url,
+        ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS="true",
+        OUTBOX_DELIVERY_THREADS=str(THREADS),
+        OUTBOX_BATCH_SIZE=str(BATCH),
+        OUTBOX_WAKEUP="false",
+        CELERY_METRICS_PORT="0",
+    )
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "archangel", "worker", "-Q", queue, "--pool", "solo",
+             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def _send_drains(database_url: str, queue: str, n: int) -> None:
+    code = f"""
+from outbox_app.jobs import outbox_drain
+for _ in range({n}):
+    outbox_drain.apply_async(queue="{queue}")
+"""
+    manage("shell", "-c", code, database_url=database_url)
+
+
+def drain_rate(database_url: str, sandbox_base: str, workers: int) -> tuple[float, int]:
+    """Deliveries per second of EVENTS creates by ``workers`` solo worker processes."""
+    run_id = uuid.uuid4().hex[:6]
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+        conn.execute("DELETE FROM outbox_app_deliveryattempt")
+        conn.execute("DELETE FROM outbox_app_outboxevent")
+    _setup(database_url, sandbox_base, run_id)
+    queue = f"bench-drain-{run_id}"
+    procs = _workers(database_url, workers, queue)
+    try:
+        time.sleep(4)  # let the workers import Django and connect before the clock starts
+        started = time.perf_counter()
+        _send_drains(database_url, queue, workers * 3)
+        deadline = time.monotonic() + 300
+        while True:
+            counts = _counts(database_url)
+            undelivered = sum(v for k, v in counts.items() if k != "delivered")
+            if not undelivered or time.monotonic() > deadline:
+                break
+            if not counts.get("processing"):
+                _send_drains(database_url, queue, workers)  # a drain ended early: wake another
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    delivered = _counts(database_url).get("delivered", 0)
+    return delivered / elapsed, EVENTS - delivered
+
+
+def raw_rate(sandbox_base: str, concurrency: int, total: int) -> float:
+    """The same creates sent by a bare loop: ``concurrency`` threads, one pooled session each."""
+    url = f"{sandbox_base}/clickup/api/v2/list/{LIST_ID}/task"
+    counter = iter(range(total))
+    lock = threading.Lock()
+    run_id = uuid.uuid4().hex[:6]
+
+    def worker():
+        session = requests.Session()
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            body = {"name": f"raw {run_id} {i}", "description": f"archangel-ref: raw-{run_id}-{i}", "priority": 3}
+            response = session.post(url, json=body, headers={"Authorization": TOKEN}, timeout=30)
+            response.raise_for_status()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return total / (time.perf_counter() - started)
+
+
+def run(database_url: str) -> list[Row]:
+    # The sandbox listens on loopback, which provider base_urls may not name by default (SSRF guard).
+    os.environ["ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS"] = "true"
+    os.environ["ARCHANGEL_PLAIN_HTTP_HOSTS"] = "127.0.0.1"
+    port = free_port()
+    sandbox = _sandbox(port)
+    base = f"http://127.0.0.1:{port}"
+    rows: list[Row] = []
+    try:
+        for workers in (1, 4):
+            rate, missing = drain_rate(database_url, base, workers)
+            raw = raw_rate(base, workers * THREADS, min(EVENTS, 3000))
+            state = _control(base, "state?items=0")
+            over = int(state.get("over_limit_total", 0))
+            target = ">= 500 deliveries/s, 0 over limit" if workers == 4 else ""
+            rows.append(
+                Row(
+                    "outbox_drain", f"delivered/s, {workers} worker process(es) x {THREADS} threads, 20 ms latency",
+                    rate, "events/s",
+                    baseline=f"bare loop, same requests, {workers * THREADS} threads: {raw:,.0f} req/s "
+                    f"(drain = {rate / raw:.0%} of raw)",
+                    target=target,
+                    ok=(rate >= 500 and over == 0 and missing == 0) if workers == 4 else (over == 0 and missing == 0),
+                    extra={"over_limit": over, "undelivered": missing, "duplicates": state.get("duplicates")},
+                )
+            )  # fmt: skip
+            print(f"   {workers} worker(s): {rate:,.0f}/s, raw {raw:,.0f}/s, over_limit {over}", flush=True)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+    return rows
