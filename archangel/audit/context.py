@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
+
 from archangel.logging import MASK, log_context, mask_value
 
 _request: contextvars.ContextVar[Any] = contextvars.ContextVar("audit_request", default=None)
@@ -101,10 +103,15 @@ def record(entries: list[Entry]) -> None:
     """Write ``entries`` for the current actor, in one statement."""
     if not entries:
         return
+    from django.db import connection
+
     from archangel.audit.models import AuditEntry
 
     actor, source = current_actor()
     request_id = str(log_context().get("request_id", ""))[:64]
+    if len(entries) > 20 and connection.vendor == "postgresql":
+        _insert_unnest(entries, actor[:150], source, request_id)
+        return
     rows = [
         AuditEntry(
             actor=actor[:150],
@@ -122,3 +129,40 @@ def record(entries: list[Entry]) -> None:
         rows[0].save(force_insert=True)
     else:
         AuditEntry.objects.bulk_create(rows, batch_size=1000)
+
+
+def _insert_unnest(entries: list[Entry], actor: str, source: str, request_id: str) -> None:
+    """A bulk import's entries as one INSERT of column arrays (the ORM's bulk_create spent more
+    time building a statement of ~10,000 placeholders than the database spent inserting)."""
+    import json
+
+    from django.db import connection
+    from django.utils import timezone
+
+    now = timezone.now()
+    from archangel.db import _server_binding_cursor
+
+    # Server-side binding with binary arrays, as archangel.db.insert_rows does.
+    sql = (
+        "INSERT INTO audit_auditentry (at, actor, source, action, object_type, object_id, object_repr, changes, "
+        "request_id) SELECT %s, %s, %s, *, %s FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], "
+        "%b::varchar[], %b::jsonb[])"
+    )
+    params = [
+        now,
+        actor,
+        source,
+        request_id,
+        [e.action for e in entries],
+        [e.object_type for e in entries],
+        [e.object_id for e in entries],
+        [e.object_repr[:200] for e in entries],
+        [json.dumps(e.changes or {}, cls=DjangoJSONEncoder) for e in entries],
+    ]
+    connection.ensure_connection()
+    raw = _server_binding_cursor(connection)
+    try:
+        with connection.wrap_database_errors:
+            raw.execute(sql, params)
+    finally:
+        raw.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.db.models.signals import post_delete, post_init, post_save
 
-from archangel.audit.context import Entry, masked, record
+from archangel.audit.context import Entry, _jsonable, masked, record
 from archangel.db import rows_inserted
 
 AUDITED = [
@@ -32,6 +32,14 @@ SKIPPED = frozenset(
 SECRET = frozenset({"secrets", "key", "password"})
 
 _SNAPSHOT = "_audit_loaded"
+# Models whose text may hold a credential (provider settings, token keys, a beat job's arguments):
+# their values also pass the log masker's patterns. The others' values are business data, where
+# running every pattern over every title of a 1,000-task import cost more than the import.
+SECRET_BEARING = frozenset({"providers_app.provider", "authtoken.token", "django_celery_beat.periodictask"})
+
+
+def _value(label: str, name: str, value):
+    return masked(name, value, secret_fields=SECRET) if label in SECRET_BEARING else _jsonable(value)
 
 
 def _fields(model) -> list[str]:
@@ -57,8 +65,9 @@ def _repr(instance) -> str:
 
 def _created(instance) -> dict:
     values = instance.__dict__
+    label = _label(instance)
     return {
-        name: [None, masked(name, values[name], secret_fields=SECRET)]
+        name: [None, _value(label, name, values[name])]
         for name in _fields(type(instance))
         if name in values and values[name] not in (None, "", {}, []) and name != instance._meta.pk.attname
     }
