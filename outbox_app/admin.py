@@ -1,4 +1,8 @@
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db import transaction
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from archangel.errors import DomainError
 from outbox_app import services
@@ -34,7 +38,7 @@ class OutboxEventAdmin(admin.ModelAdmin):
     search_fields = ["=id", "=aggregate_id", "idempotency_key"]
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
     inlines = [DeliveryAttemptInline]
-    actions = ["requeue", "discard"]
+    actions = ["retry_now", "requeue", "discard"]
     show_full_result_count = False
 
     def has_add_permission(self, request):
@@ -58,8 +62,32 @@ class OutboxEventAdmin(admin.ModelAdmin):
     def requeue(self, request, queryset):
         self._each(request, queryset, services.outbox_requeue, "requeued")
 
-    @admin.action(description="Discard dead events (never sent; later events of the task go ahead)")
+    @admin.action(description="Discard dead events with a reason (never sent; later events of the task go ahead)")
     def discard(self, request, queryset):
-        self._each(request, queryset, services.outbox_discard, "discarded")
+        if request.POST.get("post") == "yes":  # the confirmation page, with the reason
+            reason = request.POST.get("reason", "")
+            self._each(
+                request,
+                queryset,
+                lambda event_id: services.outbox_discard(event_id=event_id, reason=reason),
+                "discarded",
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Discard dead events",
+            "events": list(queryset.select_related("provider")[:200]),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/outbox_app/discard.html", context)
+
+    @admin.action(description="Retry now (failed events due at once, attempts kept)")
+    def retry_now(self, request, queryset):
+        moved = queryset.filter(status=OutboxEvent.Status.FAILED).update(scheduled_at=timezone.now())
+        transaction.on_commit(services.request_drain)
+        self.message_user(request, f"{moved} failed event(s) due now.", messages.SUCCESS)
+
+    retry_now.allowed_permissions = ["change"]
 
     discard.allowed_permissions = ["change"]

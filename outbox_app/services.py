@@ -8,8 +8,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from archangel.audit.context import Entry, record
 from archangel.db import insert_rows
-from archangel.errors import Conflict, NotFound
+from archangel.errors import Conflict, InvalidInput, NotFound
 from archangel.tracing import current_trace_context
 from outbox_app.models import OutboxEvent
 
@@ -94,15 +95,28 @@ def outbox_requeue(*, event_id) -> OutboxEvent:
         event.lease_token = None
         event.locked_until = None
         # outcome_unknown stays: an earlier attempt may still have created the task.
+        previous = event.status
         event.save(update_fields=["status", "retry_count", "scheduled_at", "lease_token", "locked_until", "updated_at"])
+        record(
+            [Entry("requeue", "outbox_app.outboxevent", str(event.pk), str(event), {"status": [previous, "pending"]})]
+        )
     transaction.on_commit(request_drain)
     return event
 
 
-def outbox_discard(*, event_id) -> OutboxEvent:
+DISCARD_REASON_MAX = 500
+
+
+def outbox_discard(*, event_id, reason: str) -> OutboxEvent:
     """Give up on a dead event for good: it is never sent, and the later events of its
     aggregate stop waiting for it. For a change that no longer matters (the task was
-    archived since, its provider account closed)."""
+    archived since, its provider account closed). The reason is kept on the event and in
+    the audit log."""
+    reason = (reason or "").strip() if isinstance(reason, str) else ""
+    if not reason:
+        raise InvalidInput({"reason": ["Say why the event is discarded (it is kept in the audit log)."]})
+    if len(reason) > DISCARD_REASON_MAX:
+        raise InvalidInput({"reason": [f"At most {DISCARD_REASON_MAX} characters."]})
     with transaction.atomic():
         event = _locked(event_id)
         if event.status != OutboxEvent.Status.DEAD:
@@ -111,7 +125,19 @@ def outbox_discard(*, event_id) -> OutboxEvent:
                 details={"status": event.status},
             )
         event.status = OutboxEvent.Status.DISCARDED
-        event.save(update_fields=["status", "updated_at"])
+        event.error_message = f"Discarded: {reason}\n{event.error_message}".strip()
+        event.save(update_fields=["status", "error_message", "updated_at"])
+        record(
+            [
+                Entry(
+                    "discard",
+                    "outbox_app.outboxevent",
+                    str(event.pk),
+                    str(event),
+                    {"status": ["dead", "discarded"], "reason": [None, reason]},
+                )
+            ]
+        )
     transaction.on_commit(request_drain)
     return event
 

@@ -1,6 +1,6 @@
 from django.db.models import Prefetch
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -64,12 +64,20 @@ class OutboxEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     @extend_schema(
         summary="Discard a dead event: never sent; later events of its task go ahead",
-        request=None,
-        responses={200: OutboxEventDetailSerializer, **error_responses(401, 404, 409)},
+        request=inline_serializer(
+            "OutboxDiscardRequest",
+            {
+                "reason": serializers.CharField(
+                    max_length=services.DISCARD_REASON_MAX, help_text="Kept in the audit log."
+                )
+            },
+        ),
+        responses={200: OutboxEventDetailSerializer, **error_responses(400, 401, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def discard(self, request, pk=None):
-        return self._detail(services.outbox_discard(event_id=pk))
+        body = request.data if isinstance(request.data, dict) else {}
+        return self._detail(services.outbox_discard(event_id=pk, reason=body.get("reason")))
 
     @extend_schema(
         summary="Drain one batch now, synchronously",

@@ -114,11 +114,19 @@ def test_the_outbox_needs_a_token(anon):
 
 def test_an_operator_discards_a_dead_event(operator_api, provider):
     event = OutboxEvent.objects.get(aggregate_id=new_task(provider).id)
-    assert operator_api.post(f"/api/outbox/{event.id}/discard").status_code == 409
+    reason = {"reason": "the task was archived meanwhile"}
+    assert operator_api.post(f"/api/outbox/{event.id}/discard", reason, format="json").status_code == 409
     OutboxEvent.objects.filter(id=event.id).update(status=Status.DEAD)
-    response = operator_api.post(f"/api/outbox/{event.id}/discard")
+    missing = operator_api.post(f"/api/outbox/{event.id}/discard", {}, format="json")
+    assert missing.status_code == 400 and "reason" in missing.json()["error"]["fields"]
+    response = operator_api.post(f"/api/outbox/{event.id}/discard", reason, format="json")
     assert response.status_code == 200
     assert response.json()["status"] == "discarded"
+    from archangel.audit.models import AuditEntry
+
+    entry = AuditEntry.objects.get(action="discard", object_id=str(event.id))
+    assert entry.changes["reason"] == [None, "the task was archived meanwhile"]
+    assert entry.actor == "user:olga-operator"
 
 
 def test_process_drains_one_bounded_batch_and_returns_the_counts(operator_api, provider, gateway):

@@ -71,3 +71,53 @@ def test_log_in_and_read_the_dashboard(live_server, browser_page, django_user_mo
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "admin-dashboard.png"), full_page=True)
     assert os.path.getsize(ARTIFACTS / "admin-dashboard.png") > 10_000
+
+
+def test_requeue_a_dead_letter_from_the_dashboard_and_see_it_delivered(live_server, browser_page, django_user_model):
+    from outbox_app import drain
+    from providers_app import services as provider_services
+    from providers_app.sandbox.server import SandboxServer
+    from tasks_app import services as task_services
+
+    django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-ops-123")
+    sandbox = SandboxServer(seed=5).start()
+    try:
+        provider = provider_services.provider_create(
+            name="Sandbox Todoist",
+            type="todoist",
+            config={"api_token": "demo-todoist-token", "project_id": "6Demo", "base_url": sandbox.base_url("todoist")},
+        )
+        task, _ = task_services.task_create(data={"title": "Requeued from the browser", "provider": str(provider.pk)})
+        event = OutboxEvent.objects.get(aggregate_id=task.pk)
+        # As if the provider had been down for all of its attempts.
+        OutboxEvent.objects.filter(pk=event.pk).update(status="dead", error_message="503 after 8 attempts")
+
+        page = browser_page
+        page.goto(f"{live_server.url}/admin/")
+        page.fill("#id_username", "ops")
+        page.fill("#id_password", "pw-ops-123")
+        page.click("input[type=submit]")
+        page.wait_for_selector("#dashboard")
+        assert page.inner_text("#dash-dead") == "1"
+        page.click("#dash-outbox a[href*='status__exact=dead']")  # the dead-letter count links to them
+        page.wait_for_selector("#result_list")
+        page.check(f"input.action-select[value='{event.pk}']")
+        page.select_option("select[name=action]", "requeue")
+        page.click("button[name=index]")
+        page.wait_for_selector("ul.messagelist")
+        assert "1 event(s) requeued." in page.inner_text("ul.messagelist")
+
+        counts = drain.drain(max_seconds=20)  # what the Celery worker runs on its wake-up
+        assert counts["delivered"] == 1
+
+        page.goto(f"{live_server.url}/admin/outbox_app/outboxevent/{event.pk}/change/")
+        assert "delivered" in page.inner_text("#content-main").lower()
+        page.goto(f"{live_server.url}/admin/")
+        assert page.inner_text("#dash-dead") == "0"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "admin-requeued.png"), full_page=True)
+        task.refresh_from_db()
+        assert task.external_id  # created at the sandbox
+        assert sandbox.sandbox.state(include_items=False)["creates"]["todoist"] == 1
+    finally:
+        sandbox.stop()

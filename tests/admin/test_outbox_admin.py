@@ -1,0 +1,64 @@
+"""Outbox admin: discard asks for a reason (kept and audited); retry now; requeue."""
+
+import pytest
+
+from archangel.audit.models import AuditEntry
+from outbox_app.models import OutboxEvent
+from tasks_app import services as task_services
+from tests.factories import make_provider
+
+CHANGELIST = "/admin/outbox_app/outboxevent/"
+
+
+@pytest.fixture
+def staff(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw-ops-123"))
+    return client
+
+
+@pytest.fixture
+def dead_event(db):
+    provider = make_provider("todoist", name="TD outbox admin")
+    task, _ = task_services.task_create(data={"title": "Dead one", "provider": str(provider.pk)})
+    event = OutboxEvent.objects.get(aggregate_id=task.pk)
+    OutboxEvent.objects.filter(pk=event.pk).update(status="dead", error_message="404 project gone")
+    return event
+
+
+def test_discard_asks_for_a_reason_then_keeps_and_audits_it(staff, dead_event):
+    ask = staff.post(CHANGELIST, {"action": "discard", "_selected_action": [str(dead_event.pk)]})
+    assert ask.status_code == 200 and 'name="reason"' in ask.content.decode()
+    assert OutboxEvent.objects.get(pk=dead_event.pk).status == "dead"  # nothing yet
+    staff.post(
+        CHANGELIST,
+        {"action": "discard", "_selected_action": [str(dead_event.pk)], "post": "yes", "reason": "project deleted"},
+        follow=True,
+    )
+    event = OutboxEvent.objects.get(pk=dead_event.pk)
+    assert event.status == "discarded" and event.error_message.startswith("Discarded: project deleted")
+    entry = AuditEntry.objects.get(action="discard")
+    assert (entry.actor, entry.source, entry.changes["reason"]) == ("user:ops", "admin", [None, "project deleted"])
+
+
+def test_discard_without_a_reason_changes_nothing(staff, dead_event):
+    page = staff.post(
+        CHANGELIST,
+        {"action": "discard", "_selected_action": [str(dead_event.pk)], "post": "yes", "reason": "  "},
+        follow=True,
+    ).content.decode()
+    assert "Say why" in page
+    assert OutboxEvent.objects.get(pk=dead_event.pk).status == "dead"
+
+
+def test_retry_now_makes_failed_events_due_and_requeue_is_audited(staff, dead_event):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    later = timezone.now() + dt.timedelta(hours=1)
+    OutboxEvent.objects.filter(pk=dead_event.pk).update(status="failed", scheduled_at=later)
+    staff.post(CHANGELIST, {"action": "retry_now", "_selected_action": [str(dead_event.pk)]}, follow=True)
+    assert OutboxEvent.objects.get(pk=dead_event.pk).scheduled_at <= timezone.now()
+    staff.post(CHANGELIST, {"action": "requeue", "_selected_action": [str(dead_event.pk)]}, follow=True)
+    assert OutboxEvent.objects.get(pk=dead_event.pk).status == "pending"
+    assert AuditEntry.objects.filter(action="requeue", object_id=str(dead_event.pk)).exists()
