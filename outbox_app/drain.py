@@ -406,18 +406,25 @@ def _deliver_batch(events: list[OutboxEvent], token: uuid.UUID, counts: DrainCou
         pool = _executor(threads)
         # Each call runs in a copy of this context, so log fields (the Celery task id) follow it.
         futures = [(e, pool.submit(contextvars.copy_context().run, one, e)) for e in events]
-        pairs = ((e, f.result()) for e, f in futures)
+        pairs = [(e, f.result()) for e, f in futures]
     else:
-        pairs = ((e, one(e)) for e in events)
-    for event, result in pairs:
-        with bind_log_context(outbox_event_id=event.id, aggregate_id=event.aggregate_id):
-            try:
-                status = record(event, token, result)
-            except DatabaseError:
-                # E.g. the aggregate refused the external id. The lease runs out and the event
-                # is reclaimed with outcome_unknown (the create is then adopted, not repeated).
-                logger.exception("could not record the result of outbox event %s", event.id)
-                continue
+        pairs = [(e, one(e)) for e in events]
+    # Every provider call is over (no transaction was open during them); the results are written
+    # in one transaction, each in its own savepoint: one commit per batch instead of one per event
+    # (the commits were half of a delivery's cost). A crash before the commit loses the batch's
+    # results only: the leases expire and the events are reclaimed with outcome_unknown, so a
+    # create adopts what it made instead of making it twice.
+    recorded = []
+    with transaction.atomic():
+        for event, result in pairs:
+            with bind_log_context(outbox_event_id=event.id, aggregate_id=event.aggregate_id):
+                try:
+                    recorded.append((event, result, record(event, token, result)))
+                except DatabaseError:
+                    # E.g. the aggregate refused the external id. The lease runs out and the event
+                    # is reclaimed with outcome_unknown (the create is then adopted, not repeated).
+                    logger.exception("could not record the result of outbox event %s", event.id)
+    for event, result, status in recorded:
         _count(counts, event, result, status)
 
 
