@@ -244,6 +244,9 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
                 raise
     for index, task in created:
         results[index] = ItemResult(index, "created", task=task)
+    # After the transaction: an attempt that was rolled back and retried never counts twice.
+    metrics.count_tasks_created(source, len(created))
+    metrics.count_tasks_deduplicated(sum(1 for r in results.values() if r.status == "duplicate"))
     return [results[i] for i in range(len(items))]
 
 

@@ -315,3 +315,16 @@ def test_clearing_the_multiprocess_folder_keeps_only_the_given_process(tmp_path,
         (tmp_path / name).touch()
     assert metrics.clear_multiprocess_dir(keep_pid=13) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_13.db", "notes.txt"]
+
+
+def test_creating_tasks_counts_created_and_deduplicated(api):
+    from prometheus_client import REGISTRY
+
+    def value(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    created, dups = value("archangel_tasks_created_total", source="api"), value("archangel_tasks_deduplicated_total")
+    body = {"tasks": [{"title": "Counted A"}, {"title": "Counted B"}, {"title": "Counted A"}]}
+    assert api.post("/api/tasks/bulk", body, format="json").status_code in (200, 201, 207)
+    assert value("archangel_tasks_created_total", source="api") - created == 2
+    assert value("archangel_tasks_deduplicated_total") - dups == 1
