@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
+from django.core.paginator import Paginator
+from django.utils.functional import cached_property
 
 
 class ArchangelAdminSite(admin.AdminSite):
@@ -18,3 +20,19 @@ class ArchangelAdminSite(admin.AdminSite):
 
 class ArchangelAdminConfig(AdminConfig):
     default_site = "archangel.admin_site.ArchangelAdminSite"
+
+
+class CappedCountPaginator(Paginator):
+    """For the admin's big tables (outbox, audit log, tasks, webhook deliveries): counts at most
+    ``CAP + 1`` rows (``SELECT count(*) FROM (... LIMIT CAP+1)``), so a changelist over a million
+    rows costs a bounded count, not a full scan. Past the cap the page links stop there; filters
+    and search narrow the list."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        try:
+            return self.object_list.order_by()[: self.CAP + 1].count()
+        except (AttributeError, TypeError):
+            return len(self.object_list)

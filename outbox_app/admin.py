@@ -4,6 +4,7 @@ from django.db import transaction
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from archangel.admin_site import CappedCountPaginator
 from archangel.errors import DomainError
 from outbox_app import services
 from outbox_app.models import DeliveryAttempt, OutboxEvent
@@ -23,6 +24,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator  # bounded COUNT(*) on a big table
     list_display = [
         "id",
         "operation_type",

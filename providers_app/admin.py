@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
+from archangel.admin_site import CappedCountPaginator
 from archangel.audit.context import Entry, record
 from archangel.errors import InvalidInput
 from providers_app import services
@@ -156,6 +157,7 @@ class ProviderAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator  # bounded COUNT(*) on a big table
     """Read-only: deliveries are written by the intake and the processing job only."""
 
     list_display = ["received_at", "provider", "event", "status", "attempts", "processed_at"]

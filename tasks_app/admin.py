@@ -4,6 +4,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from archangel.admin_site import CappedCountPaginator
 from archangel.errors import Conflict
 from tasks_app import ops, services
 from tasks_app.models import (
@@ -139,6 +140,7 @@ class SlaAtRiskFilter(admin.SimpleListFilter):
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator  # bounded COUNT(*) on a big table
     inlines = [RoutingDecisionInline]
     list_display = ["title", "status", "priority", "score", "deadline", "assignee", "client", "provider", "updated_at"]
     list_filter = ["status", OverdueFilter, SlaAtRiskFilter, "priority", "provider", "assignee", "client", "source"]

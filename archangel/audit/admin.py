@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from archangel.admin_site import CappedCountPaginator
 from archangel.audit.models import AuditEntry
 
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator  # bounded COUNT(*) on a big table
     """Read-only: the log is append-only."""
 
     list_display = ["at", "actor", "source", "action", "object_type", "object_repr"]

@@ -55,3 +55,17 @@ def test_the_dashboard_is_for_staff_only(client, django_user_model):
     django_user_model.objects.create_user("plain", password="pw-plain-123")
     client.login(username="plain", password="pw-plain-123")
     assert client.get("/admin/").status_code == 302
+
+
+def test_big_changelists_count_at_most_a_cap(staff, monkeypatch, django_assert_max_num_queries):
+    from archangel.admin_site import CappedCountPaginator
+
+    monkeypatch.setattr(CappedCountPaginator, "CAP", 5)
+    provider = make_provider("todoist", name="Many")
+    _event(provider, "pending", 12)
+    page = staff.get("/admin/outbox_app/outboxevent/")
+    assert page.status_code == 200
+    assert page.context["cl"].paginator.count == 6  # CAP + 1: "more than 5", never a full count
+    assert staff.get("/admin/audit/auditentry/").status_code == 200
+    assert staff.get("/admin/tasks_app/task/").status_code == 200
+    assert staff.get("/admin/providers_app/webhookdelivery/").status_code == 200
