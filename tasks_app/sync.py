@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from archangel.audit.context import acting_as
 from archangel.db import insert_rows
 from archangel.metrics import count_tasks_created
 from outbox_app.models import OutboxEvent
@@ -124,7 +125,8 @@ def webhook_delivery_process(*, delivery_id: Any) -> str:
     provider = delivery.provider
     try:
         changes = [_complete(provider, c) for c in parse_webhook(provider.type, delivery.payload, provider.config)]
-        with transaction.atomic():
+        # Audited as the provider's webhook (archangel/audit), not as the job that applies it.
+        with acting_as(f"webhook:{provider.name}", "webhook"), transaction.atomic():
             locked = (
                 WebhookDelivery.objects.select_for_update(skip_locked=True)
                 .filter(pk=delivery.pk, status__in=[WebhookDelivery.Status.RECEIVED, WebhookDelivery.Status.FAILED])

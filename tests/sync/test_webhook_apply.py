@@ -52,6 +52,11 @@ def test_clickups_status_example_moves_the_task_by_status_type(providers):
     assert task.status == "in_progress"
     assert task.version == 2
     assert OutboxEvent.objects.count() == events_before  # nothing travels back
+    from archangel.audit.models import AuditEntry
+
+    entry = AuditEntry.objects.filter(object_id=str(task.pk), action="update").latest("id")
+    assert (entry.actor, entry.source) == (f"webhook:{providers['clickup'].name}", "webhook")
+    assert entry.changes["status"][1] == "in_progress"
 
 
 def test_trellos_move_example_maps_the_list_to_a_status(providers):
