@@ -6,15 +6,11 @@ envelope and Idempotency-Key support as ``POST /api/tasks``.
 """
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from archangel.api import error_responses
-from tasks_app import services
 from tasks_app.api.serializers import TaskSerializer, TaskWriteSerializer
-from tasks_app.api.views import DUPLICATE_HEADER, _idempotency_param
-from tasks_app.idempotency import idempotent
+from tasks_app.api.views import _idempotency_param, create_task_response
 
 
 class TaskCreatedEventView(APIView):
@@ -31,15 +27,4 @@ class TaskCreatedEventView(APIView):
         },
     )
     def post(self, request):
-        def handler():
-            task, created = services.task_create(data=request.data)
-            headers = {"Location": f"/api/tasks/{task.pk}"}
-            if not created:
-                headers[DUPLICATE_HEADER] = "true"
-            return Response(
-                TaskSerializer(task).data,
-                status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-                headers=headers,
-            )
-
-        return idempotent(request, handler)
+        return create_task_response(request)

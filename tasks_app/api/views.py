@@ -47,6 +47,24 @@ _idempotency_param = OpenApiParameter(
 )
 
 
+def create_task_response(request) -> Response:
+    """POST a task (``/api/tasks`` and ``/api/events/task-created``): 201, or 200 with the open
+    duplicate and its header; replayed for a repeated Idempotency-Key."""
+
+    def handler():
+        task, created = services.task_create(data=request.data)
+        headers = {"Location": f"/api/tasks/{task.pk}"}
+        if not created:
+            headers[DUPLICATE_HEADER] = "true"
+        return Response(
+            TaskSerializer(task).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+            headers=headers,
+        )
+
+    return idempotent(request, handler)
+
+
 @extend_schema_view(
     list=extend_schema(summary="List tasks", responses={200: TaskSerializer(many=True), **error_responses(400, 401)}),
     retrieve=extend_schema(summary="Get a task", responses={200: TaskSerializer, **error_responses(401, 404)}),
@@ -79,18 +97,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         },
     )
     def create(self, request):
-        def handler():
-            task, created = services.task_create(data=request.data)
-            headers = {"Location": f"/api/tasks/{task.pk}"}
-            if not created:
-                headers[DUPLICATE_HEADER] = "true"
-            return Response(
-                TaskSerializer(task).data,
-                status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-                headers=headers,
-            )
-
-        return idempotent(request, handler)
+        return create_task_response(request)
 
     @extend_schema(
         summary="Update a task (title required; fields left out keep their values)",
