@@ -15,4 +15,4 @@ USER archangel
 
 # 8000: the API (gunicorn); 9808: a Celery worker's metrics (CELERY_METRICS_PORT).
 EXPOSE 8000 9808
-CMD ["gunicorn", "-c", "python:archangel.gunicorn_conf", "archangel.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "python:archangel.gunicorn_conf", "archangel.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

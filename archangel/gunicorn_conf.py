@@ -1,15 +1,31 @@
 """gunicorn settings for the API: ``gunicorn -c python:archangel.gunicorn_conf archangel.wsgi:application ...``.
 
-Bind address and worker count stay on the command line; this file holds what a command
-line cannot: the hooks that keep prometheus_client's multiprocess files right, and JSON
-access and error logs in production.
+The bind address stays on the command line. This file holds the worker model every way of
+running the API shares (docker-compose, ``make run``, the benchmarks: docs/benchmarks.md), the
+hooks that keep prometheus_client's multiprocess files right, and JSON access and error logs
+in production. A command-line flag still overrides a setting here.
 """
 
 import os
 from pathlib import Path
 
-from archangel.env import env_choice
+from archangel.env import env_choice, env_int
 from archangel.logging import log_format, logging_config
+
+# Threaded workers with keep-alive: a request waiting on PostgreSQL (a commit's fsync) or Redis
+# holds a thread, not a whole process, so many requests share one commit flush and the CPU
+# stays busy; a client (or the TLS proxy in front) reuses its connection instead of paying a
+# TCP handshake and a new worker accept per request. Idle kept-alive connections wait in the
+# worker's poller, not in a thread. Measured in docs/benchmarks.md ("Webhook intake").
+worker_class = "gthread"
+# Processes: one per core is what the GIL allows to run Python at once; more only add memory.
+workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 2, minimum=1)
+# Requests in flight per process (each holds its own database connection: workers x threads
+# connections in all, well under PostgreSQL's default 100).
+threads = env_int("GUNICORN_THREADS", 8, minimum=1)
+# Seconds an idle connection stays open: longer than a proxy's usual upstream idle timeout
+# (60 s), so gunicorn is never the side that closes a connection the proxy is about to reuse.
+keepalive = env_int("GUNICORN_KEEPALIVE", 75, minimum=0)
 
 # The request id the application echoed, so an access line can be matched with the app's logs.
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" request_id=%({x-request-id}o)s'

@@ -87,8 +87,16 @@ def run(database_url: str) -> list[Row]:
     warm = _requests(300, f"warm{run_id}")
     signed = _requests(REQUESTS, run_id)
     bare_body = signed[0][2]
-    workers = os.environ.get("BENCH_WEB_WORKERS", "4")
-    with gunicorn(database_url, workers=int(workers), DJANGO_SETTINGS_MODULE="bench.settings_bench") as base:
+    # The production worker model (archangel/gunicorn_conf.py) unless BENCH_WEB_WORKERS /
+    # BENCH_WEB_THREADS say otherwise.
+    workers = os.environ.get("BENCH_WEB_WORKERS")
+    threads = os.environ.get("BENCH_WEB_THREADS")
+    with gunicorn(
+        database_url,
+        workers=int(workers) if workers else None,
+        threads=int(threads) if threads else None,
+        DJANGO_SETTINGS_MODULE="bench.settings_bench",
+    ) as base:
         load(base, concurrency=8, requests=len(warm), make_request=lambda i: warm[i])
         load(
             base,

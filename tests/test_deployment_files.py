@@ -228,3 +228,43 @@ def test_promtool_accepts_the_config_the_alert_rules_and_every_dashboard_query(t
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
     assert f"SUCCESS: {len(queries)} rules found" in result.stdout
+
+
+def _gunicorn_conf(monkeypatch, **env):
+    import importlib
+
+    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_KEEPALIVE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    import archangel.gunicorn_conf
+
+    return importlib.reload(archangel.gunicorn_conf)
+
+
+def test_every_way_of_running_the_api_uses_the_one_gunicorn_worker_model(monkeypatch):
+    from tasks_app.management.commands.run_stack import Command
+
+    conf = _gunicorn_conf(monkeypatch)
+    assert conf.worker_class == "gthread" and conf.threads == 8 and conf.keepalive == 75
+    assert conf.workers == (os.cpu_count() or 2)
+    conf = _gunicorn_conf(monkeypatch, WEB_CONCURRENCY="3", GUNICORN_THREADS="16", GUNICORN_KEEPALIVE="5")
+    assert (conf.workers, conf.threads, conf.keepalive) == (3, 16, 5)
+    # No worker count on a command line: it would silently override the configuration.
+    api = compose()["services"]["api"]["command"]
+    dockerfile_cmd = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD"))
+    web = Command().commands(
+        {"host": "127.0.0.1", "port": 8000, "workers": 2, "worker_concurrency": 1, "no_sandbox": True}
+    )["web"]
+    assert "--workers" not in api and "--workers" not in dockerfile_cmd
+    assert '"-c", "python:archangel.gunicorn_conf"' in dockerfile_cmd
+    assert web[web.index("-c") + 1] == "python:archangel.gunicorn_conf"
+
+
+def test_a_bad_gunicorn_setting_stops_start_up_naming_it(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="GUNICORN_THREADS"):
+        _gunicorn_conf(monkeypatch, GUNICORN_THREADS="0")
+    monkeypatch.delenv("GUNICORN_THREADS")
+    _gunicorn_conf(monkeypatch)  # leave the module as the environment says

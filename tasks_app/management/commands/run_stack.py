@@ -53,6 +53,9 @@ class Command(BaseCommand):
                 python,
                 "-m",
                 "gunicorn",
+                # The production worker model (gthread with keep-alive), as docker-compose runs it.
+                "-c",
+                "python:archangel.gunicorn_conf",
                 "archangel.wsgi:application",
                 "--bind",
                 f"{options['host']}:{options['port']}",
