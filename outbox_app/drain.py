@@ -18,10 +18,13 @@ PostgreSQL is the source of truth and Celery messages are only wake-ups
    ``gateway.reserve`` first (rate budget and breaker; a wait puts the event back to
    ``pending`` without counting an attempt), then ``gateway.deliver`` with the
    aggregate's CURRENT external id.
-4. **Record** every result with ``UPDATE ... WHERE id = %s AND lease_token = %s``: a
-   worker whose lease expired and was reclaimed updates 0 rows and its result is
-   dropped (it is recorded as a ``stale`` attempt). A create's external id is stored on
-   its aggregate in the same transaction (``outbox_app/handlers.py``).
+4. **Record** the batch's results together (:func:`record_batch`): one
+   ``UPDATE ... FROM unnest(...) WHERE id = v.id AND lease_token = %s`` for all of them, the
+   delivered creates' external ids on their aggregates (``outbox_app/handlers.py``) and one
+   INSERT of the attempt rows, in one transaction. A worker whose lease expired and was
+   reclaimed updates 0 rows for that event and its result is dropped (recorded as a
+   ``stale`` attempt). While a batch is being recorded, the next one is already claimed
+   and in flight (a pipeline one batch deep).
 
 Decisions:
 
@@ -51,13 +54,13 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 
@@ -344,38 +347,173 @@ _KIND_OUTCOME = {
 }
 
 
+def _outcome(result: Result, fields: dict, written: bool) -> str | None:
+    """The attempt row's outcome for one result (None: no request was sent, no row)."""
+    if not written:
+        return Outcome.STALE if result.attempted else None
+    if not result.attempted:
+        return None
+    if result.kind == "retry" and fields["status"] == Status.DEAD:
+        return Outcome.DEAD
+    return _KIND_OUTCOME.get(result.kind)
+
+
 def record(event: OutboxEvent, token: uuid.UUID, result: Result, *, now=None) -> str:
     """Write one result if this worker still holds the event's lease; returns the status written
     (or ``"stale"`` when the lease was lost and the result dropped)."""
+    return record_batch([(event, result)], token, now=now)[0]
+
+
+def record_batch(pairs: list[tuple[OutboxEvent, Result]], token: uuid.UUID, *, now=None) -> list[str]:
+    """Write the results of one claim (all under ``token``) in one transaction; returns, per
+    pair, the status written or ``"stale"``.
+
+    On PostgreSQL this is a fixed number of statements whatever the batch size: one
+    ``UPDATE ... FROM unnest(...)`` conditioned on the fencing token (``RETURNING`` says which
+    rows this worker still owned), the aggregates' external ids of the delivered creates, and
+    one INSERT of the attempt rows. If that fails (e.g. an aggregate refuses an external id),
+    the batch is written again one event at a time, each in its own savepoint, so one bad
+    result cannot hold back the others: the event whose write fails stays ``processing`` until
+    its lease expires and is then reclaimed with ``outcome_unknown`` (a create is adopted, not
+    repeated).
+    """
+    if not pairs:
+        return []
     now = now or timezone.now()
-    fields = _fields_for(event, result, now)
+    if connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():
+                statuses = _record_set(pairs, token, now)
+        except DatabaseError:
+            logger.exception("recording a batch of %d outbox results at once failed; one at a time", len(pairs))
+        else:
+            _log_stale(pairs, statuses)
+            return statuses
+    statuses = []
     with transaction.atomic():
-        written = OutboxEvent.objects.filter(id=event.id, lease_token=token, status=Status.PROCESSING).update(**fields)
-        if written and result.kind == "delivered" and event.operation_type == OutboxEvent.Operation.CREATE:
-            registered = handlers.handlers_for(event.aggregate_type)
-            if registered and result.external_id:
-                registered.created(event.aggregate_id, event.provider_id, result.external_id)
-        outcome = None
-        if not written:
-            outcome = Outcome.STALE if result.attempted else None
-        elif result.attempted:
-            outcome = _KIND_OUTCOME.get(result.kind)
-            if result.kind == "retry" and fields["status"] == Status.DEAD:
-                outcome = Outcome.DEAD
-        if outcome:
-            DeliveryAttempt.objects.create(
-                event_id=event.id,
-                started_at=result.started_at or now,
-                duration_ms=result.duration_ms,
-                status_code=result.status_code,
-                outcome=outcome,
-                error=result.error,
-                worker=WORKER,
-            )
-    if not written:
-        logger.warning("outbox event %s: lease lost before the result was recorded; result dropped", event.id)
-        return "stale"
-    return fields["status"]
+        for event, result in pairs:
+            with bind_log_context(outbox_event_id=event.id, aggregate_id=event.aggregate_id):
+                try:
+                    with transaction.atomic():
+                        statuses.append(_record_one(event, token, result, now))
+                except DatabaseError:
+                    logger.exception("could not record the result of outbox event %s", event.id)
+                    statuses.append("unrecorded")
+    _log_stale(pairs, statuses)
+    return statuses
+
+
+def _log_stale(pairs, statuses) -> None:
+    for (event, _result), status in zip(pairs, statuses, strict=True):
+        if status == "stale":
+            logger.warning("outbox event %s: lease lost before the result was recorded; result dropped", event.id)
+
+
+def _record_one(event: OutboxEvent, token: uuid.UUID, result: Result, now) -> str:
+    fields = _fields_for(event, result, now)
+    written = OutboxEvent.objects.filter(id=event.id, lease_token=token, status=Status.PROCESSING).update(**fields)
+    if written and result.kind == "delivered" and event.operation_type == OutboxEvent.Operation.CREATE:
+        registered = handlers.handlers_for(event.aggregate_type)
+        if registered and result.external_id:
+            registered.created(event.aggregate_id, event.provider_id, result.external_id)
+    outcome = _outcome(result, fields, bool(written))
+    if outcome:
+        DeliveryAttempt.objects.create(
+            event_id=event.id,
+            started_at=result.started_at or now,
+            duration_ms=result.duration_ms,
+            status_code=result.status_code,
+            outcome=outcome,
+            error=result.error,
+            worker=WORKER,
+        )
+    return fields["status"] if written else "stale"
+
+
+# Every column a result may write. A result that leaves a column alone passes NULL for it and
+# the COALESCE keeps the row's value; processed_at and last_status_code follow ``attempted``.
+_RECORD_SQL = """
+UPDATE outbox_app_outboxevent AS e SET
+    status = v.status,
+    lease_token = NULL,
+    locked_until = NULL,
+    updated_at = %(now)s,
+    processed_at = CASE WHEN v.attempted THEN %(now)s ELSE e.processed_at END,
+    last_status_code = CASE WHEN v.attempted THEN v.status_code ELSE e.last_status_code END,
+    delivered_at = COALESCE(v.delivered_at, e.delivered_at),
+    scheduled_at = COALESCE(v.scheduled_at, e.scheduled_at),
+    error_message = COALESCE(v.error_message, e.error_message),
+    outcome_unknown = COALESCE(v.outcome_unknown, e.outcome_unknown),
+    retry_count = COALESCE(v.retry_count, e.retry_count)
+FROM unnest(%(id)s::uuid[], %(status)s::varchar[], %(attempted)s::boolean[], %(status_code)s::integer[],
+            %(delivered_at)s::timestamptz[], %(scheduled_at)s::timestamptz[], %(error_message)s::text[],
+            %(outcome_unknown)s::boolean[], %(retry_count)s::integer[])
+    AS v(id, status, attempted, status_code, delivered_at, scheduled_at, error_message, outcome_unknown, retry_count)
+WHERE e.id = v.id AND e.lease_token = %(token)s AND e.status = 'processing'
+RETURNING e.id
+"""
+
+_ATTEMPTS_SQL = """
+INSERT INTO outbox_app_deliveryattempt
+    (event_id, started_at, duration_ms, status_code, outcome, error, worker, created_at, updated_at)
+SELECT v.*, %(worker)s, %(now)s, %(now)s
+FROM unnest(%(event_id)s::uuid[], %(started_at)s::timestamptz[], %(duration_ms)s::integer[],
+            %(status_code)s::integer[], %(outcome)s::varchar[], %(error)s::text[]) AS v
+"""
+
+
+def _record_set(pairs: list[tuple[OutboxEvent, Result]], token: uuid.UUID, now) -> list[str]:
+    all_fields = [_fields_for(event, result, now) for event, result in pairs]
+    params = {
+        "now": now,
+        "token": token,
+        "id": [event.id for event, _ in pairs],
+        "status": [f["status"] for f in all_fields],
+        "attempted": [result.attempted for _, result in pairs],
+        "status_code": [result.status_code for _, result in pairs],
+    }
+    for column in ("delivered_at", "scheduled_at", "error_message", "outcome_unknown", "retry_count"):
+        params[column] = [f.get(column) for f in all_fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_SQL, params)
+        written = {row[0] for row in cursor.fetchall()}
+        created: dict[str, list[tuple]] = {}
+        attempts = []
+        for (event, result), fields in zip(pairs, all_fields, strict=True):
+            mine = event.id in written
+            create = event.operation_type == OutboxEvent.Operation.CREATE
+            if mine and result.kind == "delivered" and create and result.external_id:
+                created.setdefault(event.aggregate_type, []).append(
+                    (event.aggregate_id, event.provider_id, result.external_id)
+                )
+            outcome = _outcome(result, fields, mine)
+            if outcome:
+                attempts.append((event.id, result.started_at or now, result.duration_ms, result.status_code,
+                                 outcome, result.error))  # fmt: skip
+        for aggregate_type, rows in created.items():
+            registered = handlers.handlers_for(aggregate_type)
+            if registered is None:
+                continue
+            if registered.created_many is not None:
+                registered.created_many(rows)
+            else:
+                for aggregate_id, provider_id, external_id in rows:
+                    registered.created(aggregate_id, provider_id, external_id)
+        if attempts:
+            columns = list(zip(*attempts, strict=True))
+            cursor.execute(
+                _ATTEMPTS_SQL,
+                {
+                    "worker": WORKER,
+                    "now": now,
+                    **dict(zip(("event_id", "started_at", "duration_ms", "status_code", "outcome", "error"),
+                               map(list, columns), strict=True)),
+                },
+            )  # fmt: skip
+    return [
+        fields["status"] if event.id in written else "stale"
+        for (event, _), fields in zip(pairs, all_fields, strict=True)
+    ]
 
 
 # --- the drain -------------------------------------------------------------------------------------
@@ -393,7 +531,17 @@ def _executor(size: int) -> ThreadPoolExecutor:
         return _pool["executor"]
 
 
-def _deliver_batch(events: list[OutboxEvent], token: uuid.UUID, counts: DrainCounts, threads: int) -> None:
+@dataclass
+class _Batch:
+    """One claim on its way: its deliveries running in the pool while the drain does other work."""
+
+    token: uuid.UUID
+    events: list[OutboxEvent]
+    results: list  # a Future per event, or its Result when delivered inline
+
+
+def _start_batch(events: list[OutboxEvent], token: uuid.UUID, threads: int) -> _Batch:
+    """Start delivering a claimed batch; returns at once when a pool does the calls."""
     external_ids = _current_external_ids(events)
     # Start no new delivery after half the lease: the rest go back to pending.
     deadline = time.monotonic() + settings.OUTBOX_LEASE_SECONDS / 2
@@ -405,31 +553,31 @@ def _deliver_batch(events: list[OutboxEvent], token: uuid.UUID, counts: DrainCou
     if threads > 1 and len(events) > 1:
         pool = _executor(threads)
         # Each call runs in a copy of this context, so log fields (the Celery task id) follow it.
-        futures = [(e, pool.submit(contextvars.copy_context().run, one, e)) for e in events]
-        pairs = [(e, f.result()) for e, f in futures]
-    else:
-        pairs = [(e, one(e)) for e in events]
-    # Every provider call is over (no transaction was open during them); the results are written
-    # in one transaction, each in its own savepoint: one commit per batch instead of one per event
-    # (the commits were half of a delivery's cost). A crash before the commit loses the batch's
-    # results only: the leases expire and the events are reclaimed with outcome_unknown, so a
-    # create adopts what it made instead of making it twice.
-    recorded = []
-    with transaction.atomic():
-        for event, result in pairs:
-            with bind_log_context(outbox_event_id=event.id, aggregate_id=event.aggregate_id):
-                try:
-                    recorded.append((event, result, record(event, token, result)))
-                except DatabaseError:
-                    # E.g. the aggregate refused the external id. The lease runs out and the event
-                    # is reclaimed with outcome_unknown (the create is then adopted, not repeated).
-                    logger.exception("could not record the result of outbox event %s", event.id)
-    for event, result, status in recorded:
+        return _Batch(token, events, [pool.submit(contextvars.copy_context().run, one, e) for e in events])
+    return _Batch(token, events, [one(e) for e in events])
+
+
+def _finish_batch(batch: _Batch, counts: DrainCounts) -> int:
+    """Wait for a batch's provider calls, record their results; returns how many were deferred.
+
+    No transaction is open during the calls; the results are written together
+    (:func:`record_batch`). A crash before that commit loses the batch's results only: the
+    leases expire and the events are reclaimed with outcome_unknown, so a create adopts what
+    it made instead of making it twice.
+    """
+    results = [r.result() if isinstance(r, Future) else r for r in batch.results]
+    pairs = list(zip(batch.events, results, strict=True))
+    statuses = record_batch(pairs, batch.token)
+    before = counts.deferred
+    for (event, result), status in zip(pairs, statuses, strict=True):
         _count(counts, event, result, status)
+    return counts.deferred - before
 
 
 def _count(counts: DrainCounts, event: OutboxEvent, result: Result, status: str) -> None:
     provider_type = event.provider.type if event.provider else "other"
+    if status == "unrecorded":
+        return  # its write failed; the lease runs out and the event is reclaimed
     if status == "stale":
         counts.stale += 1
     elif status == Status.DELIVERED:
@@ -458,15 +606,34 @@ def drain(*, batch_size: int | None = None, max_seconds: float | None = None, th
     counts = DrainCounts()
     stop = time.monotonic() + max_seconds
     counts.reclaimed += reclaim_expired()
+    # A pipeline one batch deep: the next batch is claimed and its calls started before the
+    # previous batch's results are written, so the pool never idles while the drain talks to
+    # PostgreSQL. Order per task holds: the next claim skips every task whose earlier event
+    # is still in flight (processing), exactly as another worker's claim would.
+    pipelined = threads > 1
+    in_flight: _Batch | None = None
+    first, stopping = True, False
     while True:
-        token, events = claim(limit=batch_size)
-        if not events:
-            break
-        before = counts.deferred
-        _deliver_batch(events, token, counts, threads)
-        if time.monotonic() >= stop or counts.deferred - before == len(events):
-            # Out of time, or every event had to wait (budgets spent, breakers open):
-            # claiming again now would only spin; the next wake-up or beat tick resumes.
+        if in_flight is not None and not pipelined:
+            # Delivered inline already: nothing to overlap, write it before claiming again.
+            stopping = _finish_batch(in_flight, counts) == len(in_flight.events) or stopping
+            in_flight = None
+        started = None
+        if not stopping and (first or time.monotonic() < stop):
+            first = False
+            token, events = claim(limit=batch_size)
+            if events:
+                started = _start_batch(events, token, threads)
+            elif in_flight is None:
+                stopping = True  # nothing due, nothing in flight (else: claim again after it)
+        else:
+            stopping = True  # out of time: finish what is in flight, claim nothing more
+        if in_flight is not None and _finish_batch(in_flight, counts) == len(in_flight.events):
+            # Every event had to wait (budgets spent, breakers open): claiming again now would
+            # only spin; the next wake-up or beat tick resumes.
+            stopping = True
+        in_flight = started
+        if in_flight is None and stopping:
             break
     result = counts.as_dict()
     if any(result.values()):

@@ -3,6 +3,8 @@
 
 import uuid
 
+from django.db import connection
+
 from archangel.audit.context import Entry, record
 from outbox_app import handlers
 from tasks_app.models import Task
@@ -27,5 +29,34 @@ def task_store_external_id(task_id: uuid.UUID, provider_id: uuid.UUID | None, ex
         record([Entry("update", "tasks_app.task", str(task_id), changes={"external_id": [None, external_id]})])
 
 
+def task_store_external_ids(rows: list[tuple[uuid.UUID, uuid.UUID | None, str]]) -> None:
+    """:func:`task_store_external_id` for every delivered create of a drain batch: one UPDATE
+    and one audit INSERT, in the transaction that records the batch."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        for task_id, provider_id, external_id in rows:
+            task_store_external_id(task_id, provider_id, external_id)
+        return
+    ids, providers, external_ids = (list(column) for column in zip(*rows, strict=True))
+    with connection.cursor() as cursor:
+        # Same conditions as the single-row form: the task still routed to that provider, and
+        # not already holding that id. Names come from the model's meta, values are parameters.
+        cursor.execute(
+            f"UPDATE {Task._meta.db_table} AS t SET external_id = v.external_id "  # noqa: S608
+            "FROM unnest(%s::uuid[], %s::uuid[], %s::varchar[]) AS v(id, provider_id, external_id) "
+            "WHERE t.id = v.id AND t.provider_id IS NOT DISTINCT FROM v.provider_id "
+            "AND t.external_id IS DISTINCT FROM v.external_id RETURNING t.id, t.external_id",
+            [ids, providers, external_ids],
+        )
+        changed = cursor.fetchall()
+    record(
+        [Entry("update", "tasks_app.task", str(task_id), changes={"external_id": [None, external_id]})
+         for task_id, external_id in changed]
+    )  # fmt: skip
+
+
 def register() -> None:
-    handlers.register("task", external_id=task_external_ids, created=task_store_external_id)
+    handlers.register(
+        "task", external_id=task_external_ids, created=task_store_external_id, created_many=task_store_external_ids
+    )
