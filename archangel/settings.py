@@ -342,6 +342,9 @@ ARCHANGEL = {
     "WEBHOOK_ADOPT_ROUTE": env_bool("ARCHANGEL_WEBHOOK_ADOPT_ROUTE", default=False),
     # A delivery whose processing failed this many times stays failed (visible in the admin).
     "WEBHOOK_MAX_ATTEMPTS": env_int("ARCHANGEL_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+    # Milliseconds a process gathers committed deliveries before it queues one drain for them
+    # (providers_app.services._DrainWaker); 0 queues it inline, in the request.
+    "WEBHOOK_WAKEUP_DELAY_MS": env_int("ARCHANGEL_WEBHOOK_WAKEUP_DELAY_MS", 50, minimum=0),
     # The address providers reach this service at (https://archangel.example.com), for the
     # webhook callback URLs `manage.py register_webhooks` registers.
     "PUBLIC_URL": env_str("ARCHANGEL_PUBLIC_URL", ""),

@@ -28,6 +28,9 @@ os.environ.setdefault("DJANGO_ENV", "development")
 os.environ.setdefault("ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS", "true")
 os.environ.setdefault("ARCHANGEL_PLAIN_HTTP_HOSTS", "127.0.0.1,localhost,testserver")
 os.environ.setdefault("ARCHANGEL_VAR_DIR", tempfile.mkdtemp(prefix="archangel-test-"))
+# A committed delivery queues its drain inline, so a test sees the message at once
+# (tests/sync/test_webhook_intake.py covers the coalescing thread with a delay of its own).
+os.environ.setdefault("ARCHANGEL_WEBHOOK_WAKEUP_DELAY_MS", "0")
 if not _reachable(os.environ["DATABASE_URL"].replace("postgres://", "http://").replace("postgresql://", "http://")):
     os.environ["DATABASE_URL_UNREACHABLE"] = os.environ.pop("DATABASE_URL")
 if not _reachable(os.environ["REDIS_URL"].replace("redis://", "http://")):

@@ -237,3 +237,69 @@ def test_a_broker_outage_leaves_the_delivery_stored_for_the_sweep(
         response = post(client, "todoist", example("todoist"))
     assert response.status_code == 200
     assert WebhookDelivery.objects.get().status == "received"
+
+
+def test_with_a_wakeup_delay_a_burst_costs_one_wakeup_off_the_request_path_and_none_is_missed(
+    client, providers, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    import time
+
+    from django.core.cache import cache
+
+    from archangel.celery import app
+    from providers_app import services
+
+    settings.ARCHANGEL = {**settings.ARCHANGEL, "WEBHOOK_WAKEUP_DELAY_MS": 500}
+    cache.delete(services.WAKEUP_KEY)
+    sent, wakeups = [], []
+    monkeypatch.setattr(app, "send_task", lambda name, **kw: sent.append(name))
+    real_wakeup = services.webhook_wakeup
+    monkeypatch.setattr(services, "webhook_wakeup", lambda: wakeups.append(1) or real_wakeup())
+
+    def burst(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            payload = example("trello")
+            payload["action"]["id"] = f"5a42345678900000000002{i:02d}"
+            with django_capture_on_commit_callbacks(execute=True):
+                assert post(client, "trello", payload).status_code == 200
+
+    def settled(expected: int) -> bool:
+        deadline = time.monotonic() + 10
+        while len(sent) < expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.6)  # one more delay: anything else would have been sent by now
+        return not services.drain_waker._pending.is_set()
+
+    burst(0, 5)
+    assert settled(1)
+    # Five deliveries, one trip to the cache (two if the burst straddled the delay) and one drain.
+    assert sent == ["tasks_app.jobs.webhook_drain"] and 1 <= len(wakeups) <= 2
+    # The drain has started (it clears the flag before reading): the next burst queues the next.
+    cache.delete(services.WAKEUP_KEY)
+    burst(10, 3)
+    assert settled(2)
+    assert sent == ["tasks_app.jobs.webhook_drain"] * 2
+    assert WebhookDelivery.objects.count() == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_arriving_on_a_connection_the_database_dropped_is_stored_on_a_new_one(client, providers):
+    import psycopg
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    assert post(client, "todoist", example("todoist"), delivery_id="before").status_code == 200
+    pid = connection.connection.info.backend_pid
+    params = {
+        k: v
+        for k, v in connection.get_connection_params().items()
+        if k in {"dbname", "host", "port", "user", "password"}
+    }
+    # Only this test's own backend, in its own test database.
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    response = post(client, "todoist", example("todoist"), delivery_id="after")
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    assert set(WebhookDelivery.objects.values_list("dedup_key", flat=True)) == {"before", "after"}
+    assert connection.connection.info.backend_pid != pid
