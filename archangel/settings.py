@@ -188,6 +188,10 @@ OUTBOX_DRAIN_MAX_SECONDS = env_int("OUTBOX_DRAIN_MAX_SECONDS", 30, minimum=1)
 # Committing events sends one drain wake-up per window (deduplicated in the cache).
 OUTBOX_WAKEUP = env_bool("OUTBOX_WAKEUP", True)
 OUTBOX_WAKEUP_WINDOW_SECONDS = env_int("OUTBOX_WAKEUP_WINDOW_SECONDS", 1, minimum=1)
+# Quota-saving delivery (outbox_app/batching.py): due events of one Todoist account go out as one
+# Sync API request; an undelivered create or update absorbs the updates queued behind it.
+OUTBOX_BATCHING = env_bool("OUTBOX_BATCHING", True)
+OUTBOX_COALESCING = env_bool("OUTBOX_COALESCING", True)
 if OUTBOX_DRAIN_MAX_SECONDS >= CELERY_TASK_SOFT_TIME_LIMIT:
     raise ImproperlyConfigured(
         "OUTBOX_DRAIN_MAX_SECONDS must stay below the soft time limit "

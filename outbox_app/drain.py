@@ -67,7 +67,7 @@ from django.utils import timezone
 from archangel import metrics
 from archangel.logging import bind_log_context
 from archangel.tracing import span_from_context
-from outbox_app import handlers
+from outbox_app import batching, handlers
 from outbox_app.backoff import backoff_delay
 from outbox_app.models import DeliveryAttempt, OutboxEvent
 from providers_app.adapters.base import ProviderError, RateLimited
@@ -542,9 +542,13 @@ class _Batch:
 
 def _start_batch(events: list[OutboxEvent], token: uuid.UUID, threads: int) -> _Batch:
     """Start delivering a claimed batch; returns at once when a pool does the calls."""
+    # Quota savers (outbox_app/batching.py): updates queued behind a claimed event ride along with it.
+    batching.coalesce(events, token)
     external_ids = _current_external_ids(events)
     # Start no new delivery after half the lease: the rest go back to pending.
     deadline = time.monotonic() + settings.OUTBOX_LEASE_SECONDS / 2
+    # Events that can share a provider request (Todoist's Sync API) go in batches, one pool task each.
+    shared = batching.start(events, external_ids, deadline, _executor(threads) if threads > 1 else None)
 
     def one(event: OutboxEvent) -> Result:
         with bind_log_context(outbox_event_id=event.id, aggregate_id=event.aggregate_id):
@@ -553,8 +557,12 @@ def _start_batch(events: list[OutboxEvent], token: uuid.UUID, threads: int) -> _
     if threads > 1 and len(events) > 1:
         pool = _executor(threads)
         # Each call runs in a copy of this context, so log fields (the Celery task id) follow it.
-        return _Batch(token, events, [pool.submit(contextvars.copy_context().run, one, e) for e in events])
-    return _Batch(token, events, [one(e) for e in events])
+        return _Batch(
+            token,
+            events,
+            [shared[e.id] if e.id in shared else pool.submit(contextvars.copy_context().run, one, e) for e in events],
+        )
+    return _Batch(token, events, [shared[e.id] if e.id in shared else one(e) for e in events])
 
 
 def _finish_batch(batch: _Batch, counts: DrainCounts) -> int:
@@ -567,7 +575,9 @@ def _finish_batch(batch: _Batch, counts: DrainCounts) -> int:
     """
     results = [r.result() if isinstance(r, Future) else r for r in batch.results]
     pairs = list(zip(batch.events, results, strict=True))
-    statuses = record_batch(pairs, batch.token)
+    with transaction.atomic():  # coalesced events settle with their carrier, in the same commit
+        statuses = record_batch(pairs, batch.token)
+        counts.delivered += batching.settle(pairs, statuses, batch.token)
     before = counts.deferred
     for (event, result), status in zip(pairs, statuses, strict=True):
         _count(counts, event, result, status)

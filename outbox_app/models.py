@@ -64,6 +64,18 @@ class OutboxEvent(models.Model):
         db_default=False,
         help_text="An earlier attempt may have taken effect unseen: a create looks for its task before creating.",
     )
+    # Coalescing (outbox_app/batching.py): an update that was folded into an earlier undelivered
+    # event of its aggregate is marked delivered without a request of its own; this is the
+    # event whose delivery carried its state, so the audit trail stays whole.
+    carried_by = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="carried",
+        db_index=False,  # the partial index outbox_event_carried_by serves it
+        help_text="Delivered as part of this event (coalesced): no request of its own was sent.",
+    )
     # W3C trace context of the request that wrote the event, so its delivery joins that trace.
     trace_context = models.JSONField(default=dict, db_default={}, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -89,6 +101,9 @@ class OutboxEvent(models.Model):
             ),
             # The drain's reclaim of expired leases: WHERE status = 'processing' AND locked_until < now().
             models.Index(fields=["locked_until"], condition=Q(status="processing"), name="outbox_event_lease_expiry"),
+            # Who an event carried (the admin's detail, retention's SET NULL when a carrier is purged);
+            # partial: only coalesced events have one.
+            models.Index(fields=["carried_by"], condition=Q(carried_by__isnull=False), name="outbox_event_carried_by"),
             # GET /api/outbox?status=... and the admin's status filter.
             models.Index(fields=["status", "created_at"], name="outbox_event_status_created"),
         ]

@@ -14,6 +14,15 @@ Contract (the outbox drain relies on exactly this):
     event ended without knowing whether it took effect: a create then adopts the
     task it finds by reference instead of creating a second one. Raises
     :class:`providers_app.adapters.base.ProviderError` on failure.
+
+``batch_size(provider) -> int``
+    How many operations one request to this provider may carry (0: it has no batch endpoint).
+
+``deliver_batch(provider, items) -> list[DeliveryResult | ProviderError]``
+    Up to ``batch_size`` operations (:class:`BatchItem`) in ONE request, which costs one
+    ``reserve``: one result or error per item, in order. Raises a ProviderError when the
+    request as a whole failed. A delete whose task is already gone is a success, as in
+    ``deliver``.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from dataclasses import dataclass
 from archangel.metrics import count_rate_limit_wait, observe_provider_call
 from providers_app import breakers, ratelimit
 from providers_app.adapters import get_adapter
-from providers_app.adapters.base import NotFound, PermanentError, ProviderError, RateLimited
+from providers_app.adapters.base import BatchItem, NotFound, PermanentError, ProviderError, RateLimited
 from providers_app.http import last_status
 
 logger = logging.getLogger(__name__)
@@ -103,6 +112,35 @@ def deliver(
         raise
     breakers.record_success(provider)
     return result
+
+
+def batch_size(provider) -> int:
+    adapter = get_adapter(provider)
+    return int(getattr(adapter, "SYNC_MAX_COMMANDS", 0)) if hasattr(adapter, "sync_batch") else 0
+
+
+def deliver_batch(provider, items: list[BatchItem]) -> list[DeliveryResult | ProviderError]:
+    """Several outbox operations in one provider request; see the module docstring."""
+    adapter = get_adapter(provider)
+    try:
+        outcomes = adapter.sync_batch(items)
+    except ProviderError as exc:
+        if isinstance(exc, RateLimited) and exc.status_code == 429:
+            _penalize(provider, exc)
+        breakers.record_failure(provider, exc)
+        raise
+    # The request was answered: the provider is up, whatever single commands said.
+    breakers.record_success(provider)
+    results: list[DeliveryResult | ProviderError] = []
+    for item, outcome in zip(items, outcomes, strict=True):
+        error = outcome.error
+        if error is None or (isinstance(error, NotFound) and item.operation == "delete"):
+            results.append(DeliveryResult(external_id=outcome.external_id, status_code=outcome.status_code))
+            continue
+        if isinstance(error, RateLimited) and error.retry_after:
+            _penalize(provider, error)
+        results.append(error)
+    return results
 
 
 def _dispatch(adapter, provider, operation, payload, idempotency_key, external_id, outcome_unknown_before):

@@ -100,6 +100,26 @@ class RemoteTask:
 
 
 @dataclass(frozen=True)
+class BatchItem:
+    """One outbox operation in a provider batch (Todoist's Sync API): the same arguments as the
+    single-operation methods take."""
+
+    operation: str  # create | update | complete | archive | delete
+    payload: dict[str, Any]
+    idempotency_key: str
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What became of one item of a batch: done (with the new id for a create) or its own error."""
+
+    external_id: str | None = None
+    status_code: int | None = None
+    error: ProviderError | None = None
+
+
+@dataclass(frozen=True)
 class Page:
     items: list[RemoteTask]
     next_cursor: str | None = None

@@ -9,6 +9,13 @@ it inverted); ``due_datetime`` RFC 3339 in UTC; effort as ``duration`` +
 ``duration_unit: "minute"`` (both or neither). Tasks cannot be archived in
 Todoist (only projects can, §3.2), so archiving closes the task.
 
+Batches: ``sync_batch`` sends up to 100 operations as one ``POST /sync`` (§3.2): each command's
+``uuid`` is derived from its outbox idempotency key exactly as ``X-Request-Id`` is (Todoist drops a
+command whose uuid it has already done, §3.8), a create's ``temp_id`` too, so a retry of the same
+event sends the same command. The answer's ``sync_status`` gives each uuid ``"ok"`` or that
+command's own error (the §3.7 shape, with ``http_code``), classified like an HTTP answer of that
+status; ``temp_id_mapping`` gives each created task's real id.
+
 Idempotency: every write carries ``X-Request-Id`` (§3.8: at most 36 bytes, a
 repeated id is discarded), derived from the outbox idempotency key as a UUID 5
 because our keys are longer than 36 bytes. Whether v1 de-duplicates on it is
@@ -21,7 +28,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from providers_app.adapters.base import Page, PermanentError, ProviderError, RemoteTask
+from providers_app.adapters.base import (
+    AuthError,
+    BatchItem,
+    BatchOutcome,
+    NotFound,
+    Page,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    RemoteTask,
+    TransientError,
+    ValidationFailed,
+)
 from providers_app.adapters.common import (
     MAX_LOOKUP_PAGES,
     HttpAdapter,
@@ -38,6 +57,18 @@ from providers_app.http import ProviderHttp
 
 PAGE_LIMIT = 200  # GET /tasks takes limit 1..200 (§3.2)
 _REQUEST_ID_NAMESPACE = uuid.UUID("5b0f3c1e-7d0a-4c59-9a57-2f4d1a2b9e10")
+_TEMP_ID_NAMESPACE = uuid.UUID("0e8a6f64-35a3-4b8e-8f0b-6f3bb2f1c7d4")
+# At most 100 commands per sync request (Sync API limits, §3.2); callers split larger batches.
+SYNC_MAX_COMMANDS = 100
+# Sync command per outbox operation (TD-ts SyncCommandsMap: item_add, item_update, item_complete,
+# item_delete). Archiving closes, as the REST path does (tasks cannot be archived, §3.2).
+SYNC_COMMANDS = {
+    "create": "item_add",
+    "update": "item_update",
+    "complete": "item_complete",
+    "archive": "item_complete",
+    "delete": "item_delete",
+}
 # Plan limits come as 403 with these tags (§3.6); they are not authentication failures.
 PLAN_LIMIT_TAGS = frozenset({"MAX_ITEMS_LIMIT_REACHED", "PROJECT_FROZEN"})
 
@@ -45,6 +76,41 @@ PLAN_LIMIT_TAGS = frozenset({"MAX_ITEMS_LIMIT_REACHED", "PROJECT_FROZEN"})
 def request_id(idempotency_key: str) -> str:
     """A stable X-Request-Id of 36 bytes for an idempotency key of any length."""
     return str(uuid.uuid5(_REQUEST_ID_NAMESPACE, idempotency_key))
+
+
+def temp_id(idempotency_key: str) -> str:
+    """The ``temp_id`` of a create's sync command: stable per event, distinct from its uuid."""
+    return str(uuid.uuid5(_TEMP_ID_NAMESPACE, idempotency_key))
+
+
+def command_error(state: dict[str, Any], command: str) -> ProviderError:
+    """One command's error object (§3.7 shape) as the error an HTTP answer of its ``http_code``
+    would raise. A command that answered with an error did not take effect: its outcome is known."""
+    code = state.get("http_code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    tag = text(state.get("error_tag"))
+    message = f"todoist sync {command} failed" + (f" ({code} {tag})" if code or tag else "")
+    detail = text(state.get("error"))[:300]
+    if detail:
+        message = f"{message}: {detail}"
+    body = {k: state.get(k) for k in ("error", "error_code", "error_tag", "http_code")}
+    if code == 429:
+        extra = as_dict(state.get("error_extra"))
+        wait = extra.get("retry_after")
+        wait = float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) and wait > 0 else None
+        return RateLimited(message, status_code=code, retry_after=wait, body=body)
+    if code is None or code >= 500 or code == 408:
+        return TransientError(message, status_code=code, body=body)
+    special = _classify(code, body, message)
+    if special is not None:
+        return special
+    if code in (401, 403):
+        return AuthError(message, status_code=code, body=body)
+    if code == 404:
+        return NotFound(message, status_code=code, body=body)
+    if code in (400, 422):
+        return ValidationFailed(message, status_code=code, body=body)
+    return PermanentError(message, status_code=code, body=body)
 
 
 def _classify(status: int, body: Any, message: str) -> ProviderError | None:
@@ -62,6 +128,7 @@ def _classify(status: int, body: Any, message: str) -> ProviderError | None:
 
 class TodoistAdapter(HttpAdapter):
     type = TODOIST
+    SYNC_MAX_COMMANDS = SYNC_MAX_COMMANDS
 
     def __init__(self, config: dict[str, Any], *, account_key: str = "") -> None:
         super().__init__(config, account_key=account_key)
@@ -158,6 +225,81 @@ class TodoistAdapter(HttpAdapter):
 
     def delete(self, external_id: str, *, idempotency_key: str) -> None:
         self._write(f"/tasks/{external_id}", idempotency_key, operation="delete", method="DELETE")
+
+    # --- Sync API batches (§3.2, §3.8) --------------------------------------------------------
+    @staticmethod
+    def _sync_args(body: dict[str, Any]) -> dict[str, Any]:
+        """A REST create/update body in the Sync API's vocabulary: ``due`` and ``duration`` are
+        objects, the assignee is ``responsible_uid`` (§3.3, §3.4)."""
+        args = dict(body)
+        if "due_datetime" in args:
+            args["due"] = {"date": args.pop("due_datetime")}  # "...Z": a fixed time in UTC
+        if "duration" in args:
+            args["duration"] = {"amount": args.pop("duration"), "unit": args.pop("duration_unit")}
+        if "assignee_id" in args:
+            args["responsible_uid"] = args.pop("assignee_id")
+        return args
+
+    def sync_command(self, item: BatchItem) -> dict[str, Any]:
+        """The sync command for one outbox operation."""
+        kind = SYNC_COMMANDS.get(item.operation)
+        if kind is None:
+            raise PermanentError(f"no Todoist sync command for operation {item.operation!r}")
+        command: dict[str, Any] = {"type": kind, "uuid": request_id(item.idempotency_key)}
+        if item.operation == "create":
+            command["temp_id"] = temp_id(item.idempotency_key)
+            body = self._body(item.payload, create=True, idempotency_key=item.idempotency_key)
+            command["args"] = self._sync_args(body)
+            return command
+        if not item.external_id:
+            raise PermanentError(f"cannot {item.operation} a task that has no id at todoist")
+        args: dict[str, Any] = {"id": item.external_id}
+        if item.operation == "update":
+            args.update(self._sync_args(self._body(item.payload, create=False)))
+        command["args"] = args
+        return command
+
+    def sync_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
+        """Send ``items`` as one ``POST /sync``; one outcome per item, in order. Raises a
+        ProviderError when the request as a whole failed (none of the items has an outcome
+        then; a transport failure after sending leaves all of them unknown)."""
+        if not items:
+            return []
+        if len(items) > SYNC_MAX_COMMANDS:
+            raise ValueError(f"at most {SYNC_MAX_COMMANDS} commands per sync request, got {len(items)}")
+        commands = [self.sync_command(item) for item in items]
+        result = self.http.request("POST", "/sync", operation="sync", json_body={"commands": commands})
+        data = as_dict(result.data)
+        status = as_dict(data.get("sync_status"))
+        mapping = as_dict(data.get("temp_id_mapping"))
+        outcomes = []
+        for item, command in zip(items, commands, strict=True):
+            state = status.get(command["uuid"])
+            if state == "ok":
+                if item.operation != "create":
+                    outcomes.append(BatchOutcome(status_code=result.status_code))
+                    continue
+                new_id = mapping.get(command["temp_id"])
+                if isinstance(new_id, int) and not isinstance(new_id, bool):
+                    new_id = str(new_id)
+                if isinstance(new_id, str) and new_id:
+                    outcomes.append(BatchOutcome(external_id=new_id, status_code=result.status_code))
+                    continue
+                error: ProviderError = TransientError(
+                    "todoist sync item_add answered ok without a temp_id mapping; its outcome is unknown",
+                    status_code=result.status_code,
+                    outcome_unknown=True,
+                )
+            elif isinstance(state, dict):
+                error = command_error(state, command["type"])
+            else:
+                error = TransientError(
+                    f"todoist sync answered no status for {command['type']}; its outcome is unknown",
+                    status_code=result.status_code,
+                    outcome_unknown=True,
+                )
+            outcomes.append(BatchOutcome(status_code=error.status_code, error=error))
+        return outcomes
 
     def list(self, *, cursor: str | None = None) -> Page:
         tasks, next_cursor = self._tasks_page(cursor, operation="list")

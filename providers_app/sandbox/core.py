@@ -220,8 +220,10 @@ DEFAULT_LIMITS: dict[str, dict[str, float]] = {
     "clickup": {"per_token": 100, "period": 60},
     # provider-apis §2.6: 100 per 10 s per token, 300 per 10 s per key, /1/members/ 100 per 900 s.
     "trello": {"per_token": 100, "per_key": 300, "period": 10, "members_per_token": 100, "members_period": 900},
-    # provider-apis §3.6: 1,000 requests per 15 minutes per user (assumed for v1).
-    "todoist": {"per_user": 1000, "period": 900},
+    # provider-apis §3.6: 1,000 requests per 15 minutes per user (assumed for v1); the Sync API has
+    # its own limit (v9: 1,000 partial syncs per 15 minutes per user, UNCONFIRMED for v1), which a
+    # ``POST /sync`` counts against as well (the sandbox takes the stricter reading).
+    "todoist": {"per_user": 1000, "period": 900, "sync_per_user": 1000},
 }
 
 
@@ -286,6 +288,9 @@ class Stats:
     creates_by_marker: Counter = field(default_factory=Counter)  # "provider:marker" -> creates
     creates_by_request_id: Counter = field(default_factory=Counter)  # "todoist:<request id>" -> creates
     replayed: Counter = field(default_factory=Counter)  # requests answered from the X-Request-Id store
+    sync_requests: Counter = field(default_factory=Counter)  # provider -> POST /sync answered 200
+    sync_commands: Counter = field(default_factory=Counter)  # provider -> sync commands that took effect
+    commands_replayed: Counter = field(default_factory=Counter)  # sync commands whose uuid was already done
 
     def as_dict(self) -> dict[str, Any]:
         per_provider: dict[str, dict[str, int]] = {p: {} for p in PROVIDERS}
@@ -301,6 +306,9 @@ class Stats:
             "unauthorized",
             "creates",
             "replayed",
+            "sync_requests",
+            "sync_commands",
+            "commands_replayed",
         ):
             counter = getattr(self, name)
             out[name] = {p: counter.get(p, 0) for p in PROVIDERS}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import math
 import re
 import secrets
@@ -28,6 +29,10 @@ GONE_TEXT = (
     "For more details, please see documentation at https://developer.todoist.com/\n"
 )
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Sync API: "the maximum number of commands is 100 per request" (Sync v9 docs, the limit the unified
+# v1 keeps for POST /api/v1/sync; provider-apis §3.2). The error a larger request gets is the
+# sandbox's choice in Todoist's error shape (UNCONFIRMED): 400, error_tag TOO_MANY_COMMANDS.
+SYNC_MAX_COMMANDS = 100
 
 
 def err(status: int, message: str, tag: str, code: int, extra: dict[str, Any] | None = None, headers=None) -> Response:
@@ -116,6 +121,8 @@ class Todoist(ProviderSim):
         self.seq = 0
         self.projects: dict[str, dict[str, Any]] = {}
         self.request_ids: dict[tuple[str, str], tuple[float, Response]] = {}
+        # Sync commands already done, per token: (token, uuid) -> {"temp_id", "id"} (provider-apis §3.8).
+        self.command_uuids: dict[tuple[str, str], dict[str, Any]] = {}
         self._add_project(INBOX_PROJECT, "Inbox", inbox=True)
         self._add_project(DEMO_PROJECT, "Archangel demo")
 
@@ -160,6 +167,7 @@ class Todoist(ProviderSim):
             "checked": sum(1 for t in self.tasks.values() if t["checked"]),
             "projects": sorted(self.projects),
             "request_ids_remembered": len(self.request_ids),
+            "command_uuids_remembered": len(self.command_uuids),
         }
         if include_items:
             out["tasks"] = [self._public(t) for t in self.tasks.values()]
@@ -183,6 +191,13 @@ class Todoist(ProviderSim):
         if not allowed:
             self.sandbox.stats.over_limit["todoist"] += 1
             raise Limited(self._too_many(reset_at - now))
+        if req.method == "POST" and req.path.rstrip("/").endswith("/api/v1/sync"):
+            # §3.6: the Sync API has its own limit besides (v9 numbers, UNCONFIRMED for v1).
+            limit = limits.get("sync_per_user", 0) if self.sandbox.rate_limits_enabled else 0
+            allowed, _, reset_at = self.sandbox.windows.hit(("todoist-sync", ident.user), limit, limits["period"], now)
+            if not allowed:
+                self.sandbox.stats.over_limit["todoist"] += 1
+                raise Limited(self._too_many(reset_at - now))
         return {}
 
     @staticmethod
@@ -242,6 +257,8 @@ class Todoist(ProviderSim):
 
     def _dispatch(self, req: Request, ident: Identity, sub: list[str], request_id: str | None) -> Response:
         method = req.method
+        if sub == ["sync"] and method == "POST":
+            return self._sync(req, ident)
         if sub == ["tasks"]:
             if method == "POST":
                 return self._create(req, request_id)
@@ -253,25 +270,152 @@ class Todoist(ProviderSim):
             if method == "POST":
                 return self._update(req, sub[1])
             if method == "DELETE":
-                task = self._task(sub[1])
-                task["is_deleted"] = True
-                del self.tasks[task["id"]]
-                self.record_effect("delete", task["id"])
+                self._delete(sub[1])
                 return Response(204, b"", "application/json")
         elif len(sub) == 3 and sub[0] == "tasks" and method == "POST" and sub[2] in ("close", "reopen"):
-            task = self._task(sub[1])
-            closing = sub[2] == "close"
-            task["checked"] = closing
-            task["completed_at"] = iso_now() if closing else None
-            task["completed_by_uid"] = USER_ID if closing else None
-            task["updated_at"] = iso_now()
-            self.record_effect(sub[2], task["id"])
+            self._close(sub[1], closing=sub[2] == "close")
             return Response(204, b"", "application/json")
         elif sub == ["projects"] and method == "GET":
             return Response.json(200, {"results": list(self.projects.values()), "next_cursor": None})
         elif sub == ["user"] and method == "GET":
             return Response.json(200, self._user())
         return self.not_found_route(req)
+
+    def _close(self, task_id: str, *, closing: bool) -> None:
+        task = self._task(task_id)
+        task["checked"] = closing
+        task["completed_at"] = iso_now() if closing else None
+        task["completed_by_uid"] = USER_ID if closing else None
+        task["updated_at"] = iso_now()
+        self.record_effect("close" if closing else "reopen", task["id"])
+
+    def _delete(self, task_id: str) -> None:
+        task = self._task(task_id)
+        task["is_deleted"] = True
+        del self.tasks[task["id"]]
+        self.record_effect("delete", task["id"])
+
+    # Sync ----------------------------------------------------------------------------------
+    def _sync(self, req: Request, ident: Identity) -> Response:
+        """``POST /api/v1/sync`` with ``commands`` (provider-apis §3.2, §3.8): each command has a
+        ``type``, a ``uuid``, ``args`` and, when it adds an object, a ``temp_id``. They run in order;
+        one failing does not stop the others. The answer maps every uuid to ``"ok"`` or that
+        command's error object (the §3.7 shape) in ``sync_status``, and every temp_id of an added
+        object to its real id in ``temp_id_mapping``. A uuid already done for this token is not
+        done again: it answers ``"ok"`` (and its temp_id's mapping) with no second effect. Only
+        commands that succeeded are remembered, so a failed one may be sent again."""
+        commands = self._commands(req)
+        if len(commands) > SYNC_MAX_COMMANDS:
+            raise TodoistError(
+                err(
+                    400,
+                    f"Too many commands: at most {SYNC_MAX_COMMANDS} per request",
+                    "TOO_MANY_COMMANDS",
+                    36,
+                    {"argument": "commands", "limit": SYNC_MAX_COMMANDS},
+                )
+            )
+        stats = self.sandbox.stats
+        status: dict[str, Any] = {}
+        mapping: dict[str, str] = {}
+        for command in commands:
+            uuid = command["uuid"]
+            done = self.command_uuids.get((ident.token, uuid))
+            if done is not None:
+                stats.commands_replayed["todoist"] += 1
+                status[uuid] = "ok"
+                if done.get("temp_id"):
+                    mapping[done["temp_id"]] = done["id"]
+                continue
+            try:
+                result = self._command(command, mapping, uuid)
+            except TodoistError as exc:
+                status[uuid] = json.loads(exc.response.body)
+                continue
+            status[uuid] = "ok"
+            stats.sync_commands["todoist"] += 1
+            self.command_uuids[(ident.token, uuid)] = result
+            if result.get("temp_id"):
+                mapping[result["temp_id"]] = result["id"]
+        stats.sync_requests["todoist"] += 1
+        token = secrets.token_hex(20)
+        return Response.json(
+            200, {"sync_status": status, "temp_id_mapping": mapping, "full_sync": False, "sync_token": token}
+        )
+
+    def _commands(self, req: Request) -> list[dict[str, Any]]:
+        """The ``commands`` array, from a JSON body or a form field holding JSON (both are used)."""
+        ctype = (req.header("Content-Type") or "").split(";")[0].strip().lower()
+        try:
+            if ctype == "application/x-www-form-urlencoded":
+                raw = req.params().get("commands")
+                commands = json.loads(raw) if isinstance(raw, str) else raw
+            else:
+                commands = self._body(req).get("commands")
+        except ValueError:
+            raise bad("Invalid JSON in commands", "INVALID_JSON", 21, argument="commands") from None
+        if commands is None:
+            return []
+        if not isinstance(commands, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("uuid"), str) and c["uuid"] for c in commands
+        ):
+            raise bad("Each command needs a type, a uuid and args", argument="commands")
+        return commands
+
+    def _command(self, command: dict[str, Any], mapping: dict[str, str], uuid: str) -> dict[str, Any]:
+        kind = command.get("type")
+        args = command.get("args") or {}
+        if not isinstance(args, dict):
+            raise bad("Invalid argument value", argument="args")
+        if kind == "item_add":
+            temp_id = command.get("temp_id")
+            if temp_id is not None and (not isinstance(temp_id, str) or not temp_id):
+                raise bad("Invalid temporary id", "INVALID_TEMPID", 15, argument="temp_id")
+            task = self._new_task(self._rest_fields(args), uuid)
+            return {"temp_id": temp_id, "id": task["id"]}
+        raw_id = args.get("id")
+        if not isinstance(raw_id, str) or not raw_id:
+            raise bad("Required argument is missing", "ARGUMENT_MISSING", 19, argument="id")
+        task_id = mapping.get(raw_id, raw_id)  # a temp_id of an earlier command in this request
+        if kind == "item_update":
+            self._change(task_id, self._rest_fields({k: v for k, v in args.items() if k != "id"}))
+        elif kind in ("item_complete", "item_close"):
+            self._close(task_id, closing=True)
+        elif kind == "item_uncomplete":
+            self._close(task_id, closing=False)
+        elif kind == "item_delete":
+            self._delete(task_id)
+        else:
+            raise bad(f"Unknown command type {kind!r}", "INVALID_COMMAND_TYPE", 16, argument="type")
+        return {}
+
+    @staticmethod
+    def _rest_fields(args: dict[str, Any]) -> dict[str, Any]:
+        """Sync args in the REST create/update vocabulary ``_apply`` checks: ``due`` object →
+        ``due_date``/``due_datetime``/``due_string``, ``duration`` object → ``duration`` +
+        ``duration_unit``, ``responsible_uid`` → ``assignee_id``."""
+        data = dict(args)
+        if "due" in data:
+            due = data.pop("due")
+            if due is None:
+                data["due_string"] = None
+            elif not isinstance(due, dict):
+                raise bad("Invalid argument value", argument="due")
+            elif due.get("date"):
+                data["due_datetime" if "T" in str(due["date"]) else "due_date"] = due["date"]
+            else:
+                data["due_string"] = due.get("string")
+        if "duration" in data:
+            duration = data.pop("duration")
+            if duration is None:
+                data["duration"] = data["duration_unit"] = None
+            elif not isinstance(duration, dict):
+                raise bad("Invalid argument value", argument="duration")
+            else:
+                data["duration"], data["duration_unit"] = duration.get("amount"), duration.get("unit")
+        if "responsible_uid" in data:
+            data["assignee_id"] = data.pop("responsible_uid")
+        return data
 
     def _user(self) -> dict[str, Any]:
         return {
@@ -353,7 +497,9 @@ class Todoist(ProviderSim):
         task["updated_at"] = iso_now()
 
     def _create(self, req: Request, request_id: str | None) -> Response:
-        data = self._body(req)
+        return Response.json(200, self._public(self._new_task(self._body(req), request_id)))
+
+    def _new_task(self, data: dict[str, Any], request_id: str | None) -> dict[str, Any]:
         if "content" not in data:
             raise bad("Required argument is missing", "ARGUMENT_MISSING", 19, argument="content")
         project_id = data.get("project_id") or INBOX_PROJECT
@@ -395,11 +541,13 @@ class Todoist(ProviderSim):
         self._apply(task, data)
         self.tasks[task_id] = task
         self.record_create(task_id, task["content"], task["description"], request_id=request_id)
-        return Response.json(200, self._public(task))
+        return task
 
     def _update(self, req: Request, task_id: str) -> Response:
+        return Response.json(200, self._public(self._change(task_id, self._body(req))))
+
+    def _change(self, task_id: str, data: dict[str, Any]) -> dict[str, Any]:
         task = self._task(task_id)
-        data = self._body(req)
         if data.get("project_id") not in (None, task["project_id"]):
             # §3.2: an update cannot change the project; /tasks/{id}/move does.
             raise bad("Use the move endpoint to change the project", argument="project_id")
@@ -407,7 +555,7 @@ class Todoist(ProviderSim):
         self._apply(draft, data)
         task.update(draft)
         self.record_effect("update", task_id, fields=sorted(data))
-        return Response.json(200, self._public(task))
+        return task
 
     def _list(self, req: Request) -> Response:
         # §3.2: active tasks, ``limit`` 1..200, ``{"results": [...], "next_cursor": ...}``.

@@ -3,6 +3,12 @@
 ``script`` maps an operation (or an idempotency key) to a list of outcomes consumed one
 per call: an exception instance to raise, or ``None`` for success. ``waits`` is what
 ``reserve`` answers, per provider name (0 by default).
+
+Batches (``batch_size``/``deliver_batch``, as the gateway offers them for Todoist): off
+unless ``batch_sizes`` names a provider type. ``batches`` records each batch request (the
+keys it carried); ``script["batch"]`` scripts the outcome of whole batch requests (an
+exception raises for the whole request), and each item is then scripted like a single
+delivery (an exception becomes that item's own error).
 """
 
 import itertools
@@ -18,6 +24,8 @@ class FakeGateway:
         self.script: dict[str, list] = {}
         self.waits: dict[str, float] = {}
         self.latency = 0.0
+        self.batch_sizes: dict[str, int] = {}
+        self.batches: list[list[str]] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -51,6 +59,33 @@ class FakeGateway:
         if operation == "create":
             return DeliveryResult(external_id=f"ext-{number}", status_code=200)
         return DeliveryResult(external_id=None, status_code=200)
+
+    def batch_size(self, provider):
+        return self.batch_sizes.get(provider.type, 0)
+
+    def deliver_batch(self, provider, items):
+        assert len(items) <= self.batch_sizes[provider.type]
+        with self._lock:
+            self.batches.append([item.idempotency_key for item in items])
+            whole = self.script.get("batch")
+            outcome = whole.pop(0) if whole else None
+        if outcome is not None:
+            raise outcome
+        results = []
+        for item in items:
+            try:
+                results.append(
+                    self.deliver(
+                        provider,
+                        item.operation,
+                        item.payload,
+                        idempotency_key=item.idempotency_key,
+                        external_id=item.external_id,
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - the item's own error, as the gateway returns it
+                results.append(exc)
+        return results
 
     def keys_delivered(self, operation=None) -> list[str]:
         return [c["key"] for c in self.calls if operation is None or c["operation"] == operation]

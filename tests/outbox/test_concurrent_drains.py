@@ -15,7 +15,7 @@ from tests.factories import make_provider
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_eight_concurrent_drains_never_send_an_event_twice_and_keep_each_tasks_order(gateway):
+def test_eight_concurrent_drains_never_send_an_event_twice_and_keep_each_tasks_order(gateway, no_coalescing):
     provider = make_provider("clickup")
     results = task_bulk_create(items=[{"title": f"Concurrent {i}", "provider": str(provider.id)} for i in range(200)])
     tasks = [r.task for r in results]

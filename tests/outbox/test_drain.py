@@ -56,7 +56,7 @@ def test_it_delivers_a_create_and_stores_the_external_id_on_the_task(gateway):
     assert entry.changes == {"external_id": [None, "ext-1"]}
 
 
-def test_an_update_enqueued_before_the_create_was_delivered_gets_the_current_external_id(gateway):
+def test_an_update_enqueued_before_the_create_was_delivered_gets_the_current_external_id(gateway, no_coalescing):
     provider = make_provider("todoist")
     task = new_task(provider)
     task_update(task_id=task.id, data={"title": "Write the final report"}, partial=True)
@@ -70,7 +70,7 @@ def test_an_update_enqueued_before_the_create_was_delivered_gets_the_current_ext
     assert OutboxEvent.objects.filter(status=Status.DELIVERED).count() == 2
 
 
-def test_a_later_event_waits_while_an_earlier_one_of_its_task_waits_to_be_retried(gateway):
+def test_a_later_event_waits_while_an_earlier_one_of_its_task_waits_to_be_retried(gateway, no_coalescing):
     provider = make_provider("clickup")
     task = new_task(provider, title="First")
     other = new_task(provider, title="Second")
@@ -95,7 +95,7 @@ def test_a_later_event_waits_while_an_earlier_one_of_its_task_waits_to_be_retrie
     assert all(e.status == Status.DELIVERED for e in events_of(task))
 
 
-def test_a_dead_event_blocks_the_later_events_of_its_task_until_it_is_discarded(gateway):
+def test_a_dead_event_blocks_the_later_events_of_its_task_until_it_is_discarded(gateway, no_coalescing):
     from outbox_app.services import outbox_discard
 
     provider = make_provider("clickup")
