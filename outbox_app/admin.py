@@ -2,7 +2,9 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db import transaction
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from archangel.admin_site import CappedCountPaginator
 from archangel.errors import DomainError
@@ -22,6 +24,21 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
+class CoalescedFilter(admin.SimpleListFilter):
+    title = "coalesced"
+    parameter_name = "coalesced"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Delivered by another event (carried_by set)"), ("no", "Sent on its own")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(carried_by__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(carried_by__isnull=True)
+        return queryset
+
+
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator  # bounded COUNT(*) on a big table
@@ -35,16 +52,35 @@ class OutboxEventAdmin(admin.ModelAdmin):
         "scheduled_at",
         "delivered_at",
     ]
-    list_filter = ["status", "operation_type", "provider", "outcome_unknown"]
+    list_filter = ["status", "operation_type", "provider", "outcome_unknown", CoalescedFilter]
     list_select_related = ["provider"]
-    search_fields = ["=id", "=aggregate_id", "idempotency_key"]
-    readonly_fields = [f.name for f in OutboxEvent._meta.fields]
+    search_fields = ["=id", "=aggregate_id", "=carried_by__id", "idempotency_key"]
+    readonly_fields = [*(f.name for f in OutboxEvent._meta.fields if f.name != "carried_by"), "carried_by_link"]
+    readonly_fields.append("carried_events")
     inlines = [DeliveryAttemptInline]
     actions = ["retry_now", "requeue", "discard"]
     show_full_result_count = False
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="carried by")
+    def carried_by_link(self, obj):
+        if obj.carried_by_id is None:
+            return "-"
+        url = reverse("admin:outbox_app_outboxevent_change", args=[obj.carried_by_id])
+        return format_html('<a href="{}">{}</a> (its request delivered this event\'s state)', url, obj.carried_by_id)
+
+    @admin.display(description="carried events")
+    def carried_events(self, obj):
+        ids = list(obj.carried.order_by("aggregate_version").values_list("id", "aggregate_version")[:100])
+        if not ids:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">v{}</a>',
+            ((reverse("admin:outbox_app_outboxevent_change", args=[i]), v) for i, v in ids),
+        )
 
     def _each(self, request, queryset, action, verb: str) -> None:
         # The same service as the API, one event at a time: each is checked and locked.

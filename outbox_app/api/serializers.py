@@ -37,18 +37,31 @@ class OutboxEventSerializer(serializers.ModelSerializer):
             "payload",
             "processed_at",
             "delivered_at",
+            "carried_by",
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "carried_by": {
+                "help_text": "Set on an event delivered by coalescing: the event whose request carried its "
+                "state (see its attempts); this one sent no request of its own."
+            }
+        }
 
 
 class OutboxEventDetailSerializer(OutboxEventSerializer):
     delivery_attempts = DeliveryAttemptSerializer(source="attempts_list", many=True, read_only=True)
+    carried = serializers.SerializerMethodField(help_text="Events this one delivered by coalescing (their ids).")
 
     class Meta(OutboxEventSerializer.Meta):
-        fields = [*OutboxEventSerializer.Meta.fields, "delivery_attempts"]
+        fields = [*OutboxEventSerializer.Meta.fields, "carried", "delivery_attempts"]
         read_only_fields = fields
+
+    def get_carried(self, event) -> list[str]:
+        # Served by the partial index outbox_event_carried_by.
+        ids = event.carried.order_by("aggregate_version").values_list("id", flat=True)
+        return [str(i) for i in ids]
 
 
 class ProcessRequestSerializer(serializers.Serializer):

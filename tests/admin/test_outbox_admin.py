@@ -62,3 +62,21 @@ def test_retry_now_makes_failed_events_due_and_requeue_is_audited(staff, dead_ev
     staff.post(CHANGELIST, {"action": "requeue", "_selected_action": [str(dead_event.pk)]}, follow=True)
     assert OutboxEvent.objects.get(pk=dead_event.pk).status == "pending"
     assert AuditEntry.objects.filter(action="requeue", object_id=str(dead_event.pk)).exists()
+
+
+def test_a_coalesced_event_links_to_its_carrier_and_the_carrier_lists_it(staff, gateway):
+    provider = make_provider("clickup", name="CU coalesced admin")
+    task, _ = task_services.task_create(data={"title": "Folded", "provider": str(provider.pk)})
+    task_services.task_update(task_id=task.pk, data={"title": "Folded twice"}, partial=True)
+    from outbox_app.drain import drain
+
+    drain(threads=1)
+    create, update = OutboxEvent.objects.filter(aggregate_id=task.pk).order_by("aggregate_version")
+    assert update.carried_by_id == create.pk
+
+    follower_page = staff.get(f"{CHANGELIST}{update.pk}/change/").content.decode()
+    assert f"{CHANGELIST}{create.pk}/change/" in follower_page
+    carrier_page = staff.get(f"{CHANGELIST}{create.pk}/change/").content.decode()
+    assert f"{CHANGELIST}{update.pk}/change/" in carrier_page
+    coalesced = staff.get(CHANGELIST, {"coalesced": "yes"}).content.decode()
+    assert str(update.pk) in coalesced and str(create.pk) not in coalesced

@@ -153,3 +153,32 @@ def test_process_refuses_a_batch_size_out_of_range(operator_api, gateway):
     assert response.status_code == 400
     assert "batch_size" in response.json()["error"]["fields"]
     assert gateway.calls == []
+
+
+def test_a_coalesced_event_names_its_carrier_and_the_carrier_lists_what_it_carried(api, provider, gateway):
+    from outbox_app.drain import drain
+
+    task = new_task(provider, "Folded")
+    task_update(task_id=task.id, data={"title": "Folded again"}, partial=True)
+    task_update(task_id=task.id, data={"title": "Folded thrice"}, partial=True)
+    drain(threads=1)
+    create, *followers = OutboxEvent.objects.filter(aggregate_id=task.id).order_by("aggregate_version")
+
+    carrier = api.get(f"/api/outbox/{create.id}").json()
+    assert carrier["carried_by"] is None
+    assert carrier["carried"] == [str(f.id) for f in followers]
+    assert [a["outcome"] for a in carrier["delivery_attempts"]] == ["delivered"]
+    follower = api.get(f"/api/outbox/{followers[0].id}").json()
+    assert (follower["status"], follower["carried_by"], follower["delivery_attempts"]) == (
+        "delivered",
+        str(create.id),
+        [],
+    )
+
+    coalesced = api.get("/api/outbox", {"coalesced": "true"}).json()
+    assert sorted(e["id"] for e in coalesced["results"]) == sorted(str(f.id) for f in followers)
+    by_carrier = api.get("/api/outbox", {"carried_by": str(create.id)}).json()
+    assert by_carrier["count"] == 2
+    assert api.get("/api/outbox", {"coalesced": "false"}).json()["count"] == 1
+    bad = api.get("/api/outbox", {"carried_by": "nope"})
+    assert bad.status_code == 400 and "carried_by" in bad.text
