@@ -118,7 +118,7 @@ def test_an_aggregate_refusing_its_external_id_holds_back_only_its_own_event():
     assert not refused.attempts.exists()
 
 
-def test_the_pipelined_drain_keeps_each_tasks_events_in_order_across_batches(gateway):
+def test_the_pipelined_drain_keeps_each_tasks_events_in_order_across_batches(gateway, no_coalescing):
     provider = make_provider("todoist")
     tasks = bulk(provider, 12)
     for task in tasks:
