@@ -8,6 +8,8 @@ import secrets
 import string
 from typing import Any
 
+import requests
+
 from providers_app.sandbox.base import Identity, Limited, ProviderSim
 from providers_app.sandbox.core import Request, Response, as_bool, iso_now_ms, trello_id
 
@@ -30,6 +32,9 @@ MEMBERS = {
     f"5b000000000000000000000{n}": name
     for n, name in enumerate(["Sandbox Demo", "Ada Lovelace", "Grace Hopper", "Linus Torvalds", "Margaret Hamilton"])
 }
+# The demo key's application secret (the OAuth 1.0 secret on the API key page): what Trello signs
+# webhooks with (§2.5). Other keys get one with ``POST /_sandbox/config {"trello": {"app_secrets": ...}}``.
+DEMO_APP_SECRET = "demo-trello-app-secret"  # noqa: S105 - the demo credential of a test double
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
 SHORTLINK_CHARS = string.ascii_letters + string.digits
 
@@ -77,6 +82,9 @@ class Trello(ProviderSim):
         self.seq = 0
         self.boards: dict[str, dict[str, Any]] = {}
         self.lists: dict[str, dict[str, Any]] = {}
+        # Registered webhooks (§2.5), by id; each belongs to the token that made it.
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.app_secrets: dict[str, str] = {"demo-trello-key": DEMO_APP_SECRET}
         self._add_board(DEMO_BOARD, "Archangel demo", DEMO_LISTS)
 
     def _add_board(self, board_id: str, name: str, lists: list[tuple[str, str]]) -> None:
@@ -98,7 +106,11 @@ class Trello(ProviderSim):
             }
 
     def configure(self, values: dict[str, Any]) -> None:
-        """``{"boards": {"<board id>": ["<list id>", ...]}}``"""
+        """``{"boards": {"<board id>": ["<list id>", ...]}, "app_secrets": {"<api key>": "<secret>"}}``"""
+        secrets_ = values.get("app_secrets") or {}
+        if not isinstance(secrets_, dict) or not all(isinstance(v, str) and v for v in secrets_.values()):
+            raise ValueError("trello.app_secrets: an object of API key -> non-empty application secret")
+        self.app_secrets.update({str(k): v for k, v in secrets_.items()})
         for board_id, lists in (values.get("boards") or {}).items():
             if not ID_RE.match(board_id) or not all(isinstance(i, str) and ID_RE.match(i) for i in lists):
                 raise ValueError("trello.boards: board and list ids must be 24 hex characters")
@@ -115,7 +127,7 @@ class Trello(ProviderSim):
                         "subscribed": False,
                         "softLimit": None,
                     }
-        unknown = set(values) - {"boards"}
+        unknown = set(values) - {"boards", "app_secrets"}
         if unknown:
             raise ValueError(f"trello: unknown settings {sorted(unknown)}")
 
@@ -125,6 +137,7 @@ class Trello(ProviderSim):
             "closed": sum(1 for c in self.cards.values() if c["closed"]),
             "boards": sorted(self.boards),
             "lists": sorted(self.lists),
+            "webhooks": [self._public_webhook(h) for h in self.webhooks.values()],
         }
         if include_items:
             out["cards"] = [self._public(c) for c in self.cards.values()]
@@ -206,14 +219,35 @@ class Trello(ProviderSim):
         try:
             method = req.method
             if sub == ["cards"] and method == "POST":
-                return self._create(req)
+                return self._create(req, ident)
             if len(sub) == 2 and sub[0] == "cards":
                 if method == "GET":
                     return Response.json(200, self._public(self._card(sub[1])))
                 if method == "PUT":
-                    return self._update(req, sub[1])
+                    return self._update(req, sub[1], ident)
                 if method == "DELETE":
-                    return self._delete(sub[1])
+                    return self._delete(sub[1], ident)
+            # Webhooks (§2.5): POST /webhooks or /tokens/{token}/webhooks; GET/PUT/DELETE /webhooks/{id}.
+            if method == "POST" and (
+                sub == ["webhooks"] or (len(sub) == 3 and sub[0] == "tokens" and sub[2] == "webhooks")
+            ):
+                if len(sub) == 3 and sub[1] != ident.token:
+                    raise TrelloError(401, "invalid token")
+                return self._webhook_create(req, ident)
+            if len(sub) == 3 and sub[0] == "tokens" and sub[2] == "webhooks" and method == "GET":
+                if sub[1] != ident.token:
+                    raise TrelloError(401, "invalid token")
+                hooks = [h for h in self.webhooks.values() if h["token"] == ident.token]
+                return Response.json(200, [self._public_webhook(h) for h in hooks])
+            if len(sub) == 2 and sub[0] == "webhooks":
+                hook = self._webhook(sub[1], ident)
+                if method == "GET":
+                    return Response.json(200, self._public_webhook(hook))
+                if method == "PUT":
+                    return self._webhook_update(req, hook)
+                if method == "DELETE":
+                    del self.webhooks[hook["id"]]
+                    return Response.json(200, {"_value": None})
             if len(sub) == 3 and sub[0] == "boards" and method == "GET":
                 board = self._board(sub[1])
                 if sub[2] == "cards":
@@ -324,7 +358,7 @@ class Trello(ProviderSim):
         ]
         card["dateLastActivity"] = iso_now_ms()
 
-    def _create(self, req: Request) -> Response:
+    def _create(self, req: Request, ident: Identity | None = None) -> Response:
         params = self._params(req)
         if not params.get("idList"):
             raise TrelloError(400, "invalid value for idList")  # idList is required (§2.2)
@@ -374,22 +408,26 @@ class Trello(ProviderSim):
         card["url"] = f"https://trello.com/c/{short_link}/{card['idShort']}-{slug}"
         self.cards[card_id] = card
         self.record_create(card_id, card["name"], card["desc"])
+        self.emit("createCard", None, card, member=self.member_of(ident))
         return Response.json(200, self._public(card))
 
-    def _update(self, req: Request, card_id: str) -> Response:
+    def _update(self, req: Request, card_id: str, ident: Identity | None = None) -> Response:
         card = self._card(card_id)
         params = {k: v for k, v in self._params(req).items() if k not in ("key", "token")}
+        before = dict(card)
         draft = dict(card)
         self._apply(draft, params)
         card.clear()
         card.update(draft)
         self.record_effect("update", card_id, fields=sorted(params))
+        self.emit("updateCard", before, card, member=self.member_of(ident))
         return Response.json(200, self._public(card))
 
-    def _delete(self, card_id: str) -> Response:
-        self._card(card_id)
+    def _delete(self, card_id: str, ident: Identity | None = None) -> Response:
+        card = self._card(card_id)
         del self.cards[card_id]  # permanent (§2.2)
         self.record_effect("delete", card_id)
+        self.emit("deleteCard", card, None, member=self.member_of(ident))
         # Trello answers a delete with an empty ``limits`` object (not in the reference).
         return Response.json(200, {"limits": {}})
 
@@ -419,3 +457,116 @@ class Trello(ProviderSim):
     @staticmethod
     def _public(card: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in card.items() if k != "_seq"}
+
+    # Webhooks (§2.5) ---------------------------------------------------------------------------
+    def _model(self, model_id: str) -> dict[str, Any] | None:
+        """What a webhook may watch here: a board, a list or a card, as the payload's ``model``."""
+        if model_id in self.boards:
+            board = self.boards[model_id]
+            return {"id": board["id"], "name": board["name"], "closed": False}
+        if model_id in self.lists:
+            lst = self.lists[model_id]
+            return {k: lst[k] for k in ("id", "name", "closed", "idBoard", "pos")}
+        if model_id in self.cards:
+            return self._public(self.cards[model_id])
+        return None
+
+    def _webhook(self, hook_id: str, ident: Identity) -> dict[str, Any]:
+        self._check_id(hook_id)
+        hook = self.webhooks.get(hook_id)
+        if hook is None or hook["token"] != ident.token:
+            raise TrelloError(404, NOT_FOUND)
+        return hook
+
+    @staticmethod
+    def _public_webhook(hook: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in hook.items() if k not in ("token", "key")}
+
+    def _webhook_create(self, req: Request, ident: Identity) -> Response:
+        params = self._params(req)
+        callback = params.get("callbackURL")
+        model_id = params.get("idModel")
+        if not isinstance(callback, str) or not callback.startswith(("http://", "https://")):
+            raise TrelloError(400, "invalid value for callbackURL")
+        if not isinstance(model_id, str) or not ID_RE.match(model_id) or self._model(model_id) is None:
+            raise TrelloError(400, "invalid value for idModel")
+        for hook in self.webhooks.values():
+            if (hook["callbackURL"], hook["idModel"], hook["token"]) == (callback, model_id, ident.token):
+                raise TrelloError(400, "A webhook with that callback, model, and token already exists")
+        # Trello first sends a HEAD to the callback; anything but 200 and no webhook is made
+        # (§2.5). The exact error text is not documented.
+        try:
+            status = requests.head(callback, timeout=5, allow_redirects=False).status_code
+        except requests.RequestException as exc:
+            raise TrelloError(
+                400, f"URL ({callback}) did not return 200 status code, got {type(exc).__name__}"
+            ) from None
+        if status != 200:
+            raise TrelloError(400, f"URL ({callback}) did not return 200 status code, got {status}")
+        hook_id = trello_id()
+        self.webhooks[hook_id] = {
+            "id": hook_id,
+            "description": str(params.get("description") or ""),
+            "idModel": model_id,
+            # Stored verbatim: it is half of what every delivery is signed over (§2.5).
+            "callbackURL": callback,
+            "active": as_bool(params.get("active", True)),
+            "consecutiveFailures": 0,
+            "firstConsecutiveFailDate": None,
+            "token": ident.token,
+            "key": ident.key,
+        }
+        self.record_effect("webhook_create", hook_id, callback=callback, model=model_id)
+        return Response.json(200, self._public_webhook(self.webhooks[hook_id]))
+
+    def _webhook_update(self, req: Request, hook: dict[str, Any]) -> Response:
+        params = self._params(req)
+        if "active" in params:
+            hook["active"] = as_bool(params["active"])
+        if "description" in params:
+            hook["description"] = str(params["description"] or "")
+        if "callbackURL" in params:
+            callback = params["callbackURL"]
+            if not isinstance(callback, str) or not callback.startswith(("http://", "https://")):
+                raise TrelloError(400, "invalid value for callbackURL")
+            hook["callbackURL"] = callback
+        if "idModel" in params:
+            if not isinstance(params["idModel"], str) or self._model(params["idModel"]) is None:
+                raise TrelloError(400, "invalid value for idModel")
+            hook["idModel"] = params["idModel"]
+        return Response.json(200, self._public_webhook(hook))
+
+    @staticmethod
+    def member_of(ident: Identity | None) -> dict[str, str]:
+        """Who an action names as its creator: the demo tokens belong to the demo member."""
+        return {"id": DEMO_MEMBER, "fullName": MEMBERS[DEMO_MEMBER], "username": "sandboxdemo"}
+
+    def emit(
+        self,
+        kind: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        *,
+        member: dict[str, str],
+        queue: bool = True,
+    ) -> list[dict[str, Any]]:
+        """The signed deliveries of a card's change to every active webhook watching it (its
+        board, its list before or after, or the card itself). Called under the sandbox lock;
+        with ``queue`` they are posted later by the emitter's thread, as Trello posts after the
+        fact (the control endpoint posts them itself, to answer their status)."""
+        if not self.webhooks:
+            return []
+        from providers_app.sandbox.webhooks import emitter_for, trello_actions
+
+        card = after or before
+        watched = {card["idBoard"], card["id"], card["idList"], (before or card)["idList"]}
+        hooks = [h for h in self.webhooks.values() if h["active"] and h["idModel"] in watched]
+        if not hooks:
+            return []
+        emitter = emitter_for(self.sandbox)
+        deliveries = emitter.trello_deliveries(
+            self, hooks, trello_actions(self, kind, before, after, member=member), before
+        )
+        if queue:
+            emitter.queue(deliveries)
+        return deliveries

@@ -5,31 +5,53 @@ Control endpoints (JSON), wired into ``Sandbox.control``:
 
 ``POST /_sandbox/webhooks`` ``{"provider": "todoist", "url": ..., "secret": ...}``
     Register the target of one provider (ClickUp also takes the ``webhook_id`` its payloads carry).
+    Trello webhooks are registered as on Trello, ``POST /trello/1/webhooks`` (trello.py); here
+    ``{"provider": "trello", "retry_seconds": [...]}`` only sets the waits between its retries.
 ``GET /_sandbox/webhooks``
-    The targets (secrets not shown) and the deliveries sent so far.
+    The targets (secrets not shown), the Trello webhooks, the deliveries sent so far and how
+    many are still ``pending`` (queued or being retried).
 ``POST /_sandbox/user-change`` ``{"provider": "todoist", "id": ..., "changes": {...}}``
     Change a task as its user would (the provider's own update fields, e.g. Todoist ``content``,
-    ``priority``, ``checked``), then post the signed webhook. Answers the delivery's status.
+    ``priority``, ``checked``; Trello ``name``, ``desc``, ``idList``, ``closed``, ``due``...), then
+    post the signed webhook. Answers the delivery's status.
 
 Payload shapes and signatures follow docs/provider-apis.md: ClickUp events with history items
-and ``X-Signature`` (§1.5); Todoist ``item:updated`` / ``item:completed`` v1 envelopes with
-``X-Todoist-Hmac-SHA256`` and ``X-Todoist-Delivery-ID`` (§3.5). The signing helper is
-Archangel's own (``providers_app.webhooks.sign``), which the intake tests check against the
-reference's formulas.
+and ``X-Signature`` (§1.5); Trello actions (``createCard``, ``updateCard`` with ``data.old``,
+``deleteCard``, member and label actions) with the watched ``model``, signed ``X-Trello-Webhook``
+= base64(HMAC-SHA1(app secret, body + callbackURL as registered)) (§2.5); Todoist
+``item:updated`` / ``item:completed`` v1 envelopes with ``X-Todoist-Hmac-SHA256`` and
+``X-Todoist-Delivery-ID`` (§3.5). The signing helper is Archangel's own
+(``providers_app.webhooks.sign``), which the intake tests check against the reference's formulas.
+
+Trello posts every action on a watched model, Archangel's own writes included (that is what
+echo suppression is for): a card created, changed or deleted through the sandbox's API queues
+its deliveries, which one thread per sandbox posts after the fact, retrying a failed one
+(§2.5: 3 retries; the intervals are not documented) and deleting the webhook on a 410.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
+import threading
+import time
 import uuid
+from collections import deque
 from typing import Any
 
 import requests
 
-from providers_app.sandbox.core import Response, iso_now, now_ms
+from providers_app.sandbox.core import Response, iso_now, iso_now_ms, now_ms, trello_id
 from providers_app.webhooks import SIGNATURE_HEADERS, sign
 
 SUPPORTED = ("clickup", "todoist")
+CHANGEABLE = ("clickup", "trello", "todoist")
+# Who a change made through the control endpoint names as its author (not the token's member,
+# whose changes are the ones Archangel makes through the API).
+SANDBOX_USER = {"id": "5c0000000000000000000001", "fullName": "Sandbox user", "username": "sandboxuser"}
+# Trello retries a failed delivery 3 times (§2.5); its intervals are not documented.
+TRELLO_RETRY_SECONDS = (1.0, 5.0, 30.0)
 
 
 def emitter_for(sandbox) -> WebhookEmitter:
@@ -44,13 +66,33 @@ class WebhookEmitter:
     def __init__(self, sandbox) -> None:
         self.sandbox = sandbox
         self.targets: dict[str, dict[str, str]] = {}
-        self.sent: list[dict[str, Any]] = []
+        self.sent: deque[dict[str, Any]] = deque(maxlen=10_000)
+        self.trello_retry_seconds: tuple[float, ...] = TRELLO_RETRY_SECONDS
+        # Trello deliveries waiting to be posted: (due, seq, delivery), one thread posts them.
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, dict[str, Any]]] = []
+        self._seq = itertools.count()
+        self._in_flight = 0
+        self._thread: threading.Thread | None = None
 
     # Control ---------------------------------------------------------------------------------
     def control(self, method: str, what: str, body: dict[str, Any]) -> Response:
         if what == "webhooks" and method == "GET":
             targets = {p: {"url": t["url"]} for p, t in self.targets.items()}
-            return Response.json(200, {"targets": targets, "sent": self.sent[-100:]})
+            with self.sandbox.lock:
+                trello = [
+                    self.sandbox.sims["trello"]._public_webhook(h)
+                    for h in self.sandbox.sims["trello"].webhooks.values()
+                ]
+            return Response.json(
+                200, {"targets": targets, "trello": trello, "sent": list(self.sent)[-100:], "pending": self.pending()}
+            )
+        if what == "webhooks" and method in ("POST", "PUT") and body.get("provider") == "trello":
+            delays = body.get("retry_seconds")
+            if not isinstance(delays, list) or not all(isinstance(d, int | float) and 0 <= d <= 3600 for d in delays):
+                raise ValueError("webhooks: trello takes retry_seconds, a list of 0-3600 second waits")
+            self.trello_retry_seconds = tuple(float(d) for d in delays)
+            return Response.json(200, {"ok": True})
         if what == "webhooks" and method in ("POST", "PUT"):
             provider = body.get("provider")
             url = str(body.get("url") or "")
@@ -69,12 +111,14 @@ class WebhookEmitter:
 
     # The change and its webhook ----------------------------------------------------------------
     def user_change(self, provider: Any, task_id: Any, changes: dict[str, Any]) -> dict[str, Any]:
-        if provider not in SUPPORTED:
-            raise ValueError(f"user-change: provider must be one of {SUPPORTED}")
+        if provider not in CHANGEABLE:
+            raise ValueError(f"user-change: provider must be one of {CHANGEABLE}")
         if not isinstance(changes, dict):
             raise ValueError("user-change: changes must be an object")
         if provider == "clickup":
             return self._clickup_change(str(task_id), dict(changes))
+        if provider == "trello":
+            return self._trello_change(str(task_id), dict(changes))
         sim = self.sandbox.sims[provider]
         with self.sandbox.lock:
             task = sim.tasks.get(str(task_id))
@@ -190,3 +234,266 @@ class WebhookEmitter:
             return {"sent": False, "delivery_id": delivery_id, "status": 0, "error": error}
         self.sent.append({"provider": provider, "delivery_id": delivery_id, "status": status})
         return {"sent": True, "delivery_id": delivery_id, "status": status}
+
+    # Trello ------------------------------------------------------------------------------------
+    def _trello_change(self, card_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Trello card fields as ``PUT /1/cards/{id}`` takes them (``name``, ``desc``, ``due``,
+        ``dueComplete``, ``idList``, ``closed``, ``idMembers``, ``idLabels``); the deliveries
+        to every webhook watching the card are posted now and their status answered."""
+        from providers_app.sandbox.trello import TrelloError
+
+        sim = self.sandbox.sims["trello"]
+        with self.sandbox.lock:
+            card = sim.cards.get(card_id)
+            if card is None:
+                raise ValueError(f"user-change: no trello card {card_id!r}")
+            before = dict(card)
+            draft = dict(card)
+            try:
+                sim._apply(draft, changes)
+            except TrelloError as exc:
+                raise ValueError(f"user-change: {exc}") from None
+            card.clear()
+            card.update(draft)
+            sim.record_effect("user_update", card_id, fields=sorted(changes))
+            deliveries = sim.emit("updateCard", before, card, member=SANDBOX_USER, queue=False)
+        if not deliveries:
+            return {"sent": False, "reason": "no active Trello webhook watches this card"}
+        events = []
+        for delivery in deliveries:
+            status = self._trello_post(delivery)
+            if not (200 <= status < 300 or status == 410):
+                self._schedule(delivery)  # Trello retries; the answer reports the first attempt
+            events.append({"sent": status != 0, "status": status, "action": delivery["action_type"]})
+        return {
+            "sent": all(e["sent"] for e in events),
+            "status": max(e["status"] for e in events),
+            "events": events,
+        }
+
+    def trello_deliveries(
+        self, sim, hooks: list[dict[str, Any]], actions: list[dict[str, Any]], before: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """One signed delivery per (webhook, action): the body is the action and the model the
+        webhook watches; the signature is over the body + the callbackURL as registered, with
+        the application secret of the key that made the webhook (§2.5)."""
+        out = []
+        for hook in hooks:
+            model = sim._model(hook["idModel"]) or (sim._public(before) if before else {"id": hook["idModel"]})
+            secret = sim.app_secrets.get(hook["key"] or "")
+            for action in actions:
+                body = json.dumps({"action": action, "model": model}, separators=(",", ":")).encode()
+                headers = {"Content-Type": "application/json", "User-Agent": "Trello"}
+                if secret:
+                    headers[SIGNATURE_HEADERS["trello"]] = sign(
+                        "trello", body=body, secret=secret, callback_url=hook["callbackURL"]
+                    )
+                out.append(
+                    {
+                        "hook": hook["id"],
+                        "url": hook["callbackURL"],
+                        "body": body,
+                        "headers": headers,
+                        "action_id": action["id"],
+                        "action_type": action["type"],
+                        "attempt": 0,
+                    }
+                )
+        return out
+
+    def queue(self, deliveries: list[dict[str, Any]]) -> None:
+        for delivery in deliveries:
+            self._schedule(delivery, first=True)
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue) + self._in_flight
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until every queued delivery has been posted (or given up); for tests."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._in_flight, timeout)
+
+    def _schedule(self, delivery: dict[str, Any], *, first: bool = False) -> None:
+        if first:
+            delay = 0.0
+        else:
+            attempt = delivery["attempt"]
+            if attempt >= len(self.trello_retry_seconds):
+                return  # retried as often as Trello does: dropped
+            delay = self.trello_retry_seconds[attempt]
+            delivery = {**delivery, "attempt": attempt + 1}
+        with self._cond:
+            heapq.heappush(self._queue, (time.monotonic() + delay, next(self._seq), delivery))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sandbox-trello-webhooks", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue or self._queue[0][0] > time.monotonic():
+                    self._cond.wait(self._queue[0][0] - time.monotonic() if self._queue else None)
+                _, _, delivery = heapq.heappop(self._queue)
+                self._in_flight += 1
+            try:
+                status = self._trello_post(delivery)
+                if not (200 <= status < 300 or status == 410):
+                    self._schedule(delivery)
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+                    self._cond.notify_all()
+
+    def _trello_post(self, delivery: dict[str, Any]) -> int:
+        try:
+            status = requests.post(
+                delivery["url"], data=delivery["body"], headers=delivery["headers"], timeout=10
+            ).status_code
+            error = None
+        except requests.RequestException as exc:
+            status, error = 0, type(exc).__name__
+        sim = self.sandbox.sims["trello"]
+        with self.sandbox.lock:
+            hook = sim.webhooks.get(delivery["hook"])
+            if hook is not None:
+                if 200 <= status < 300:
+                    hook["consecutiveFailures"], hook["firstConsecutiveFailDate"] = 0, None
+                elif status == 410:
+                    del sim.webhooks[hook["id"]]  # the callback said the webhook is gone (§2.5)
+                else:
+                    hook["consecutiveFailures"] += 1
+                    hook["firstConsecutiveFailDate"] = hook["firstConsecutiveFailDate"] or iso_now_ms()
+        entry = {
+            "provider": "trello",
+            "delivery_id": delivery["action_id"],
+            "action": delivery["action_type"],
+            "attempt": delivery["attempt"],
+            "status": status,
+        }
+        if error:
+            entry["error"] = error
+        self.sent.append(entry)
+        return status
+
+
+# Trello action shapes (docs/provider-apis.md §2.5: the example updateCard, and the action types
+# and display translation keys consumers see). One action per changed attribute.
+_MOVES = {True: "action_moved_card_higher", False: "action_moved_card_lower"}
+
+
+def _trello_action(kind: str, translation_key: str, data: dict[str, Any], member: dict[str, str]) -> dict[str, Any]:
+    initials = "".join(part[:1] for part in member["fullName"].split())[:3].upper()
+    return {
+        "id": trello_id(),
+        "idMemberCreator": member["id"],
+        "type": kind,
+        "date": iso_now_ms(),
+        "data": data,
+        "appCreator": None,
+        "limits": {},
+        "display": {"translationKey": translation_key, "entities": {}},
+        "memberCreator": {
+            "id": member["id"],
+            "fullName": member["fullName"],
+            "username": member["username"],
+            "initials": initials,
+            "avatarHash": None,
+            "avatarUrl": None,
+        },
+    }
+
+
+def trello_actions(
+    sim, kind: str, before: dict[str, Any] | None, after: dict[str, Any] | None, *, member: dict[str, str]
+) -> list[dict[str, Any]]:
+    from providers_app.sandbox.trello import MEMBERS
+
+    card = after or before
+    board = sim.boards[card["idBoard"]]
+    board_ref = {"id": board["id"], "name": board["name"], "shortLink": board["id"][-8:]}
+
+    def card_ref(c: dict[str, Any], *fields: str) -> dict[str, Any]:
+        ref = {"id": c["id"], "name": c["name"], "idShort": c["idShort"], "shortLink": c["shortLink"]}
+        ref.update({f: c.get(f) for f in fields})
+        return ref
+
+    def list_ref(list_id: str) -> dict[str, Any]:
+        lst = sim.lists.get(list_id) or {"id": list_id, "name": ""}
+        return {"id": lst["id"], "name": lst["name"]}
+
+    if kind == "createCard":
+        data = {"card": card_ref(after, "idList"), "list": list_ref(after["idList"]), "board": board_ref}
+        return [_trello_action("createCard", "action_create_card", data, member)]
+    if kind == "deleteCard":
+        data = {
+            "card": {"id": before["id"], "idShort": before["idShort"], "shortLink": before["shortLink"]},
+            "list": list_ref(before["idList"]),
+            "board": board_ref,
+        }
+        return [_trello_action("deleteCard", "action_delete_card", data, member)]
+    actions = []
+    for field in ("idList", "closed", "name", "desc", "due", "dueComplete", "start", "pos"):
+        old, new = before.get(field), after.get(field)
+        if old == new or (field == "pos" and before["idList"] != after["idList"]):
+            continue
+        data: dict[str, Any] = {"card": card_ref(after, field), "old": {field: old}, "board": board_ref}
+        if field == "idList":
+            data["card"]["idList"] = new
+            data["listBefore"], data["listAfter"] = list_ref(old), list_ref(new)
+            key = "action_move_card_from_list_to_list"
+        else:
+            data["list"] = list_ref(after["idList"])
+            key = {
+                "closed": "action_archived_card" if new else "action_sent_card_to_board",
+                "name": "action_renamed_card",
+                "desc": "action_changed_description_of_card",
+                "due": "action_removed_a_due_date"
+                if new is None
+                else ("action_added_a_due_date" if old is None else "action_changed_a_due_date"),
+                "dueComplete": "action_marked_the_due_date_complete"
+                if new
+                else "action_marked_the_due_date_incomplete",
+                "start": "action_changed_a_start_date",
+                "pos": _MOVES[bool(new is not None and old is not None and new < old)],
+            }[field]
+        actions.append(_trello_action("updateCard", key, data, member))
+    for member_id in [m for m in after["idMembers"] if m not in before["idMembers"]]:
+        data = {
+            "card": card_ref(after),
+            "board": board_ref,
+            "idMember": member_id,
+            "member": {"id": member_id, "name": MEMBERS.get(member_id, "")},
+        }
+        actions.append(_trello_action("addMemberToCard", "action_add_member_to_card", data, member))
+    for member_id in [m for m in before["idMembers"] if m not in after["idMembers"]]:
+        data = {
+            "card": card_ref(after),
+            "board": board_ref,
+            "idMember": member_id,
+            "member": {"id": member_id, "name": MEMBERS.get(member_id, "")},
+        }
+        actions.append(_trello_action("removeMemberFromCard", "action_remove_member_from_card", data, member))
+    labels = board["labels"]
+    for label_id in [x for x in after["idLabels"] if x not in before["idLabels"]]:
+        label = labels.get(label_id, {"id": label_id, "name": "", "color": None})
+        data = {
+            "card": card_ref(after),
+            "board": board_ref,
+            "label": label,
+            "text": label["name"],
+            "value": label["color"],
+        }
+        actions.append(_trello_action("addLabelToCard", "action_add_label_to_card", data, member))
+    for label_id in [x for x in before["idLabels"] if x not in after["idLabels"]]:
+        label = labels.get(label_id, {"id": label_id, "name": "", "color": None})
+        data = {
+            "card": card_ref(after),
+            "board": board_ref,
+            "label": label,
+            "text": label["name"],
+            "value": label["color"],
+        }
+        actions.append(_trello_action("removeLabelFromCard", "action_remove_label_from_card", data, member))
+    return actions

@@ -183,3 +183,72 @@ def test_a_clickup_description_change_is_fetched_from_the_provider_and_applied(s
     task.refresh_from_db()
     assert task.description == "Two pages, no more"
     assert _drain() == 0
+
+
+def test_a_trello_card_moved_by_its_user_comes_back_once_and_our_own_writes_never_echo(sandbox, live_server):
+    from providers_app.sandbox.trello import DEMO_APP_SECRET, DEMO_BOARD, DEMO_LISTS
+    from providers_app.sandbox.webhooks import emitter_for
+
+    todo, doing, done = (list_id for list_id, _ in DEMO_LISTS)
+    provider = provider_services.provider_create(
+        name="trello-sandbox",
+        type="trello",
+        config={
+            "api_key": "demo-trello-key",
+            "api_token": "demo-trello-token",
+            "board_id": DEMO_BOARD,
+            "status_lists": {"pending": todo, "in_progress": doing, "completed": done},
+            "base_url": sandbox.base_url("trello"),
+            "app_secret": DEMO_APP_SECRET,
+        },
+    )
+    emitter = emitter_for(sandbox.sandbox)
+
+    def apply_what_trello_sent() -> list[str]:
+        assert emitter.wait_idle(15)
+        sync.webhook_deliveries_drain()
+        return [d["status"] for d in _control(sandbox, "GET", "webhooks")["sent"]]
+
+    # Registered as on Trello: POST /1/webhooks, Trello's HEAD check answered by the intake, and
+    # the callback URL kept verbatim on both sides (it is half of what every delivery is signed over).
+    registered = provider_services.webhook_register(provider=provider, base_url=live_server.url)
+    provider.refresh_from_db()
+    [hook] = _control(sandbox, "GET", "webhooks")["trello"]
+    assert hook["callbackURL"] == registered["callback_url"] == provider.config["callback_url"]
+    assert hook["idModel"] == DEMO_BOARD
+
+    # 1. Created in Archangel and delivered: Trello reports our own createCard back, which adopts nothing.
+    task, _ = task_create(data={"title": "Book the venue", "provider": str(provider.pk)})
+    assert _drain() == 1
+    task.refresh_from_db()
+    assert task.external_id and task.status == "pending"
+    assert apply_what_trello_sent() == [200]
+    assert Task.objects.count() == 1
+    assert WebhookDelivery.objects.get().event == "createCard"
+
+    # 2. The user renames the card and moves it to Doing: two signed updateCard actions.
+    answer = _control(
+        sandbox,
+        "POST",
+        "user-change",
+        json={
+            "provider": "trello",
+            "id": task.external_id,
+            "changes": {"idList": doing, "name": "Book the venue (Porto)"},
+        },
+    )
+    assert answer["sent"] and answer["status"] == 200 and len(answer["events"]) == 2
+    events_before = OutboxEvent.objects.filter(aggregate_id=task.pk).count()
+    assert apply_what_trello_sent() == [200, 200, 200]
+    task.refresh_from_db()
+    assert (task.title, task.status) == ("Book the venue (Porto)", "in_progress")
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) <= {"processed", "ignored"}
+    assert WebhookDelivery.objects.filter(status="processed").count() == 2
+
+    # 3. No echo: nothing to send back, so Trello has nothing new to report either.
+    assert OutboxEvent.objects.filter(aggregate_id=task.pk).count() == events_before
+    assert _drain() == 0
+    writes = _control(sandbox, "GET", "effects?provider=trello")["effects"]
+    assert [e["op"] for e in writes] == ["webhook_create", "create", "user_update"]
+    assert apply_what_trello_sent() == [200, 200, 200]
+    assert WebhookDelivery.objects.count() == 3
