@@ -411,6 +411,9 @@ PROVIDERS = {
     # Share of each window only urgent work may take, in percent.
     "URGENT_RESERVE_PERCENT": env_int("PROVIDER_URGENT_RESERVE_PERCENT", 20, minimum=0),
 }
+# Seconds provider metadata (list statuses, board lists and labels, projects, user ids) stays cached
+# (providers_app/metadata.py); the Provider admin's "Refresh provider metadata" drops it at once.
+PROVIDER_METADATA_TTL_SECONDS = env_int("PROVIDER_METADATA_TTL_SECONDS", 3600, minimum=1)
 if PROVIDERS["RATE_LIMIT_MARGIN_PERCENT"] >= 100 or PROVIDERS["URGENT_RESERVE_PERCENT"] >= 100:
     raise ImproperlyConfigured(
         "PROVIDER_RATE_LIMIT_MARGIN_PERCENT and PROVIDER_URGENT_RESERVE_PERCENT must be below 100"

@@ -73,7 +73,7 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ["type", "health_status"]
     search_fields = ["name"]
     readonly_fields = ["health_status", "created_at", "updated_at"]
-    actions = ["test_connection", "reset_breaker", "register_webhooks", "unregister_webhooks"]
+    actions = ["test_connection", "reset_breaker", "refresh_metadata", "register_webhooks", "unregister_webhooks"]
 
     def get_queryset(self, request):
         self._breaker_states = None  # filled once per changelist, see breaker()
@@ -116,6 +116,17 @@ class ProviderAdmin(admin.ModelAdmin):
             breakers.reset(provider)
             record([Entry("reset_breaker", "providers_app.provider", str(provider.pk), provider.name)])
         self.message_user(request, f"Closed the breaker of {queryset.count()} provider(s).", messages.SUCCESS)
+
+    @admin.action(description="Refresh provider metadata (statuses, lists, labels, projects, user ids)")
+    def refresh_metadata(self, request, queryset):
+        for provider in queryset:
+            services.provider_metadata_refresh(provider=provider)
+            record([Entry("refresh_metadata", "providers_app.provider", str(provider.pk), provider.name)])
+        self.message_user(
+            request,
+            f"Dropped the cached metadata of {queryset.count()} provider(s); their next deliveries read it afresh.",
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Register webhooks (ClickUp, Trello) at ARCHANGEL_PUBLIC_URL")
     def register_webhooks(self, request, queryset):

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from archangel.db import insert_rows
 from archangel.errors import InvalidInput
+from providers_app import metadata
 from providers_app.config import SPECS, validate_config
 from providers_app.models import Provider, WebhookDelivery
 
@@ -72,7 +73,16 @@ def provider_update(*, provider: Provider, data: dict[str, Any], partial: bool) 
             if name in data:
                 setattr(provider, name, data[name])
         provider.save()
+    if "config" in data:
+        # New containers or credentials: what was cached about the old ones may not hold.
+        transaction.on_commit(lambda: metadata.invalidate(str(provider.pk)))
     return provider
+
+
+def provider_metadata_refresh(*, provider: Provider) -> None:
+    """Forget the cached metadata of a provider (statuses, lists, labels, projects, user ids):
+    its next delivery reads them afresh (providers_app/metadata.py)."""
+    metadata.invalidate(str(provider.pk))
 
 
 # --- webhook intake ----------------------------------------------------------------------------

@@ -6,8 +6,14 @@ dates are Unix **milliseconds** with ``due_date_time`` (§1.3); priority 1 urgen
 4 low, the reverse of ours (our 4 → their 1); ``time_estimate`` in milliseconds;
 status names are per list, so ours map through the ``status_map`` config key
 and a status it does not name is left alone (a wrong name is a 400 ITEM_114).
-Completing sets the closed status (``status_map["completed"]``, default
-"complete"); archiving sends ``archived: true``.
+Completing sets the closed status (``status_map["completed"]``, else the list's
+status of type ``closed``, else "complete"); archiving sends ``archived: true``.
+
+Metadata (providers_app/metadata.py): the list's statuses (``GET /list/{id}``, §1.2)
+are read once per account and cached, for the closed status and to repair a write
+refused with ITEM_114 (a status the list no longer has): the cache is dropped, the
+statuses read again, and the write sent once more without the unknown status (a
+completion with the list's closed status instead).
 
 Reference marker: the last line of the description, ``archangel-ref: <key>``
 (plain text in ``description``; ClickUp has no idempotency key, §1.8).
@@ -15,10 +21,11 @@ Reference marker: the last line of the description, ``archangel-ref: <key>``
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-from providers_app.adapters.base import NotFound, Page, ProviderError, RemoteTask
+from providers_app.adapters.base import NotFound, Page, ProviderError, RemoteTask, ValidationFailed
 from providers_app.adapters.common import (
     MAX_LOOKUP_PAGES,
     HttpAdapter,
@@ -33,12 +40,20 @@ from providers_app.adapters.common import (
 from providers_app.config import CLICKUP, base_url
 from providers_app.http import ProviderHttp
 
+logger = logging.getLogger(__name__)
+
 PAGE_SIZE = 100  # Get Tasks returns 100 tasks per page, pages from 0 (§1.2)
 DEFAULT_CLOSED_STATUS = "complete"
 # A create that may have happened was tried within this long; older tasks cannot be ours.
 LOOKUP_WINDOW_MS = 14 * 24 * 3600 * 1000
 # ClickUp errors carrying a "not found" code come with a 401 (§1.7: ITEM_013 observed with 401).
 NOT_FOUND_CODES = frozenset({"ITEM_013", "ITEM_015"})
+# "Status does not exist" (§1.7): the list's statuses changed since we read them.
+UNKNOWN_STATUS_CODE = "ITEM_114"
+
+
+def _unknown_status(exc: ProviderError) -> bool:
+    return isinstance(exc, ValidationFailed) and as_dict(exc.body).get("ECODE") == UNKNOWN_STATUS_CODE
 
 
 def _classify(status: int, body: Any, message: str) -> ProviderError | None:
@@ -104,13 +119,50 @@ class ClickUpAdapter(HttpAdapter):
             ours = "archived"
         return RemoteTask(external_id=str(data.get("id") or ""), title=text(data.get("name")), status=ours, raw=data)
 
+    # --- metadata -------------------------------------------------------------------------
+    def _statuses(self) -> list[dict[str, str]]:
+        """The list's statuses, ``[{"status", "type"}]`` (§1.2 Get List), cached."""
+
+        def fetch() -> list[dict[str, str]]:
+            data = as_dict(self.http.request("GET", f"/list/{self.list_id}", operation="metadata").data)
+            rows = [s for s in data.get("statuses") or [] if isinstance(s, dict)]
+            return [{"status": text(s.get("status")), "type": text(s.get("type"))} for s in rows]
+
+        return self._metadata("statuses", self.list_id, fetch)
+
+    def _closed_status(self) -> str:
+        mapped = self.status_map.get("completed")
+        if mapped:
+            return mapped
+        statuses = self._statuses()
+        for kind in ("closed", "done"):  # the list's own closed status (§1.2), whatever its name
+            name = next((s["status"] for s in statuses if s["type"] == kind and s["status"]), None)
+            if name:
+                return name
+        return DEFAULT_CLOSED_STATUS
+
+    def _without_unknown_status(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` checked against the list's statuses as they are now: an unknown status is
+        left out (the task keeps its status) or, for a completion, replaced by the closed one."""
+        known = {s["status"].lower() for s in self._statuses()}
+        status = body.get("status")
+        if isinstance(status, str) and status.strip().lower() not in known:
+            logger.warning("clickup list %s has no status %r (any more): left out", self.list_id, status)
+            body = {k: v for k, v in body.items() if k != "status"}
+        return body
+
+    def _write(self, method: str, path: str, *, operation: str, body: dict[str, Any]):
+        return self._send_fresh(
+            method, path, operation=operation, body=body, stale=_unknown_status, refresh=self._without_unknown_status
+        )
+
     # --- operations -----------------------------------------------------------------------
     def create(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask:
-        result = self.http.request(
+        result = self._write(
             "POST",
             f"/list/{self.list_id}/task",
             operation="create",
-            json_body=self._body(payload, create=True, idempotency_key=idempotency_key),
+            body=self._body(payload, create=True, idempotency_key=idempotency_key),
         )
         self._created_id(result)
         return self._remote(result.data)
@@ -139,15 +191,25 @@ class ClickUpAdapter(HttpAdapter):
         return self._remote(self.http.request("GET", f"/task/{external_id}", operation="get").data)
 
     def update(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask:
-        result = self.http.request(
-            "PUT", f"/task/{external_id}", operation="update", json_body=self._body(payload, create=False)
-        )
+        result = self._write("PUT", f"/task/{external_id}", operation="update", body=self._body(payload, create=False))
         return self._remote(result.data)
 
     def complete(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> None:
         # No completion endpoint: set a status of type closed/done (§1.2).
-        closed = self.status_map.get("completed") or DEFAULT_CLOSED_STATUS
-        self.http.request("PUT", f"/task/{external_id}", operation="complete", json_body={"status": closed})
+        def fresh_closed(body: dict[str, Any]) -> dict[str, Any]:
+            known = {s["status"].lower() for s in self._statuses()}
+            if body["status"].lower() in known:
+                return body
+            return {"status": next((s["status"] for s in self._statuses() if s["type"] == "closed"), body["status"])}
+
+        self._send_fresh(
+            "PUT",
+            f"/task/{external_id}",
+            operation="complete",
+            body={"status": self._closed_status()},
+            stale=_unknown_status,
+            refresh=fresh_closed,
+        )
 
     def archive(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> None:
         self.http.request("PUT", f"/task/{external_id}", operation="archive", json_body={"archived": True})

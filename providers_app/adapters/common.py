@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from providers_app.adapters.base import Adapter, TransientError
+from providers_app import metadata
+from providers_app.adapters.base import Adapter, PermanentError, ProviderError, TransientError
 from providers_app.http import HttpResult, ProviderHttp
+
+logger = logging.getLogger(__name__)
 
 # Every task we create carries this line in its description, so a create whose first attempt
 # ended with an unknown outcome can find the task it may have made (docs/reliability.md,
@@ -92,6 +97,38 @@ class HttpAdapter(Adapter):
     def __init__(self, config: dict[str, Any], *, account_key: str = "") -> None:
         self.config = dict(config)
         self.account_key = account_key or self.type
+
+    def _metadata(self, kind: str, scope: str, fetch: Callable[[], Any]) -> Any:
+        """Cached provider metadata of this account (providers_app/metadata.py)."""
+        return metadata.get(self.account_key, kind, scope, fetch)
+
+    def _send_fresh(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        body: dict[str, Any],
+        stale: Callable[[ProviderError], bool],
+        refresh: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> HttpResult:
+        """Send a write; when the provider refuses it with a 4xx that says a value we took from
+        metadata (or configuration) is stale, drop the cached metadata, rebuild the body with
+        fresh metadata (``refresh``) and send it once more. A 4xx had no effect, so sending
+        again is safe; if fresh metadata changes nothing, the original error stands."""
+        try:
+            return self.http.request(method, path, operation=operation, json_body=body)
+        except PermanentError as exc:
+            if not stale(exc):
+                raise
+            metadata.invalidate(self.account_key)
+            fixed = refresh(dict(body))
+            if fixed == body:
+                raise
+            logger.warning(
+                "%s %s refused a stale value (%s); retrying once with fresh metadata", self.type, operation, exc
+            )
+            return self.http.request(method, path, operation=operation, json_body=fixed)
 
     def _created_id(self, result: HttpResult, operation: str = "create") -> str:
         """The id of the object a create answered with. A 2xx without one means we cannot

@@ -16,6 +16,14 @@ event sends the same command. The answer's ``sync_status`` gives each uuid ``"ok
 command's own error (the §3.7 shape, with ``http_code``), classified like an HTTP answer of that
 status; ``temp_id_mapping`` gives each created task's real id.
 
+Metadata (providers_app/metadata.py): the users a task of the configured project may be
+assigned to (``GET /projects/{id}/collaborators``) and the account's projects (``GET
+/projects``) are read once per account and cached. An assignee who is not among the
+project's users is left out rather than refused. A create refused with a 404 (the project
+is gone) or a write refused over its assignee drops the cache and is built again from
+fresh metadata: sent once more without an assignee the project no longer has, or failed
+with an error that says the project no longer exists.
+
 Idempotency: every write carries ``X-Request-Id`` (§3.8: at most 36 bytes, a
 repeated id is discarded), derived from the outbox idempotency key as a UUID 5
 because our keys are longer than 36 bytes. Whether v1 de-duplicates on it is
@@ -25,9 +33,11 @@ UNCONFIRMED, so creates also carry the reference marker (last line of
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
+from providers_app import metadata
 from providers_app.adapters.base import (
     AuthError,
     BatchItem,
@@ -54,6 +64,8 @@ from providers_app.adapters.common import (
 )
 from providers_app.config import TODOIST, base_url
 from providers_app.http import ProviderHttp
+
+logger = logging.getLogger(__name__)
 
 PAGE_LIMIT = 200  # GET /tasks takes limit 1..200 (§3.2)
 _REQUEST_ID_NAMESPACE = uuid.UUID("5b0f3c1e-7d0a-4c59-9a57-2f4d1a2b9e10")
@@ -161,10 +173,54 @@ class TodoistAdapter(HttpAdapter):
         if minutes is not None:
             body["duration"], body["duration_unit"] = minutes, "minute"
         assignee = payload.get("assignee_external_id")
-        if assignee:
+        if assignee and self._assignable(str(assignee)):
             body["assignee_id"] = str(assignee)
         if create and self.project_id:
             body["project_id"] = self.project_id  # a task cannot change project by update (§3.2)
+        return body
+
+    # --- metadata -------------------------------------------------------------------------
+    def _paged_ids(self, path: str) -> list[str]:
+        ids: list[str] = []
+        cursor = None
+        for _ in range(MAX_LOOKUP_PAGES):
+            params: dict[str, Any] = {"limit": PAGE_LIMIT, **({"cursor": cursor} if cursor else {})}
+            data = as_dict(self.http.request("GET", path, operation="metadata", params=params).data)
+            ids += [str(row["id"]) for row in data.get("results") or [] if isinstance(row, dict) and row.get("id")]
+            cursor = data.get("next_cursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+        return sorted(set(ids))
+
+    def _users(self) -> list[str]:
+        return self._metadata(
+            "users", self.project_id, lambda: self._paged_ids(f"/projects/{self.project_id}/collaborators")
+        )
+
+    def _projects(self) -> list[str]:
+        return self._metadata("projects", "account", lambda: self._paged_ids("/projects"))
+
+    def _assignable(self, user_id: str) -> bool:
+        # Only a project's users can be assigned its tasks (§3.3: shared projects); without a
+        # configured project the task goes to the inbox and the assignee is sent as it is.
+        if not self.project_id or user_id in self._users():
+            return True
+        logger.warning("todoist project %s has no user %s: the task is sent unassigned", self.project_id, user_id)
+        return False
+
+    @staticmethod
+    def _stale(exc: ProviderError) -> bool:
+        argument = text(as_dict(as_dict(exc.body).get("error_extra")).get("argument"))
+        return isinstance(exc, NotFound) or argument in ("assignee_id", "responsible_uid", "project_id")
+
+    def _fresh(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("project_id") and body["project_id"] not in self._projects():
+            raise PermanentError(
+                f"todoist project {body['project_id']} no longer exists (fresh project list): point the "
+                "provider's project_id at an existing project"
+            )
+        if "assignee_id" in body and not self._assignable(body["assignee_id"]):
+            body = {k: v for k, v in body.items() if k != "assignee_id"}
         return body
 
     @staticmethod
@@ -180,10 +236,25 @@ class TodoistAdapter(HttpAdapter):
             method, path, operation=operation, json_body=body, headers={"X-Request-Id": request_id(key)}
         )
 
+    def _write_fresh(self, path: str, key: str, *, operation: str, body: dict[str, Any]):
+        """A create or update that is built again from fresh metadata when refused over it."""
+        try:
+            return self._write(path, key, operation=operation, body=body)
+        except (NotFound, ValidationFailed) as exc:
+            if (operation != "create" and isinstance(exc, NotFound)) or not self._stale(exc):
+                raise  # an update's 404 is the task gone, not stale metadata
+            metadata.invalidate(self.account_key)
+            fixed = self._fresh(dict(body))
+            if fixed == body:
+                raise
+            logger.warning("todoist %s refused a stale value (%s); retrying once with fresh metadata", operation, exc)
+            # Another request id: the first was refused, and Todoist may remember it (§3.8).
+            return self._write(path, f"{key}:fresh", operation=operation, body=fixed)
+
     # --- operations -----------------------------------------------------------------------
     def create(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask:
         body = self._body(payload, create=True, idempotency_key=idempotency_key)
-        result = self._write("/tasks", idempotency_key, operation="create", body=body)
+        result = self._write_fresh("/tasks", idempotency_key, operation="create", body=body)
         self._created_id(result)
         return self._remote(result.data)
 
@@ -214,7 +285,8 @@ class TodoistAdapter(HttpAdapter):
 
     def update(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask:
         body = self._body(payload, create=False)
-        return self._remote(self._write(f"/tasks/{external_id}", idempotency_key, operation="update", body=body).data)
+        result = self._write_fresh(f"/tasks/{external_id}", idempotency_key, operation="update", body=body)
+        return self._remote(result.data)
 
     def complete(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> None:
         self._write(f"/tasks/{external_id}/close", idempotency_key, operation="complete")

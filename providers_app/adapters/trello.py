@@ -10,14 +10,23 @@ is a label where ``priority_labels`` names one (low/normal/high/urgent → label
 id), effort is not sent. ``due`` is ISO-8601 UTC. "Complete" sets
 ``dueComplete`` and moves the card to the ``completed`` list when one is mapped.
 
+Metadata (providers_app/metadata.py): the board's open lists and its labels
+(``GET /boards/{id}/lists``, ``/labels``, §2.2) are read once per account and cached.
+A priority that ``priority_labels`` does not map takes the board's label of that name
+("Urgent", "High", ...). A write refused with "invalid value for idList/idLabels" (a
+list archived, a label deleted since) drops the cache, checks the ids against the board
+as it is now and is sent once more without the unknown label, and with an open list
+(an update leaves the card where it is; a create takes the first open mapped list).
+
 Reference marker: the last line of ``desc`` (Markdown), ``archangel-ref: <key>``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from providers_app.adapters.base import Page, RemoteTask, ValidationFailed
+from providers_app.adapters.base import Page, ProviderError, RemoteTask, ValidationFailed
 from providers_app.adapters.common import (
     HttpAdapter,
     as_dict,
@@ -30,7 +39,14 @@ from providers_app.adapters.common import (
 from providers_app.config import TRELLO, base_url
 from providers_app.http import ProviderHttp
 
+logger = logging.getLogger(__name__)
+
 PRIORITY_NAMES = {1: "low", 2: "normal", 3: "high", 4: "urgent"}
+
+
+def _stale_ids(exc: ProviderError) -> bool:
+    # Trello answers 400 "invalid value for idList" / "invalid value for idLabels" (§2.7).
+    return isinstance(exc, ValidationFailed) and ("idList" in str(exc) or "idLabels" in str(exc))
 
 
 def _iso(payload: dict[str, Any]) -> str | None:
@@ -86,10 +102,63 @@ class TrelloAdapter(HttpAdapter):
         assignee = payload.get("assignee_external_id")
         if assignee:
             body["idMembers"] = [str(assignee)]
-        label = self.priority_labels.get(PRIORITY_NAMES.get(priority(payload) or 0, ""))
+        label = self._label_for(payload)
         if label:
             body["idLabels"] = [label]
         return body
+
+    # --- metadata -------------------------------------------------------------------------
+    def _board(self, kind: str) -> list[dict[str, str]]:
+        """The board's open ``lists`` or its ``labels``, ``[{"id", "name"}]``, cached."""
+
+        def fetch() -> list[dict[str, str]]:
+            data = self.http.request("GET", f"/boards/{self.board_id}/{kind}", operation="metadata").data
+            rows = data if isinstance(data, list) else []
+            return [
+                {"id": str(r["id"]), "name": text(r.get("name"))}
+                for r in rows
+                if isinstance(r, dict) and r.get("id") and r.get("closed") is not True
+            ]
+
+        return self._metadata(kind, self.board_id, fetch)
+
+    def _label_for(self, payload: dict[str, Any]) -> str | None:
+        name = PRIORITY_NAMES.get(priority(payload) or 0, "")
+        if not name:
+            return None
+        label = self.priority_labels.get(name)
+        if label:
+            return label
+        # Not configured: the board's label of that name, if it has one (§2.3: priority is a label).
+        return next((lb["id"] for lb in self._board("labels") if lb["name"].strip().lower() == name), None)
+
+    def _fresh_ids(self, body: dict[str, Any], *, create: bool) -> dict[str, Any]:
+        if "idLabels" in body:
+            known = {lb["id"] for lb in self._board("labels")}
+            labels = [i for i in body["idLabels"] if i in known]
+            if labels != body["idLabels"]:
+                logger.warning("trello board %s has no label %s (any more): left out", self.board_id, body["idLabels"])
+            body = {**body, "idLabels": labels} if labels else {k: v for k, v in body.items() if k != "idLabels"}
+        if "idList" in body:
+            open_lists = [lst["id"] for lst in self._board("lists")]
+            if body["idList"] not in open_lists:
+                logger.warning("trello board %s has no open list %s (any more)", self.board_id, body["idList"])
+                if not create:
+                    return {k: v for k, v in body.items() if k != "idList"}  # the card stays where it is
+                mapped = [v for v in self.status_lists.values() if v in open_lists]
+                if mapped or open_lists:
+                    body = {**body, "idList": (mapped or open_lists)[0]}
+        return body
+
+    def _write(self, method: str, path: str, *, operation: str, body: dict[str, Any], create: bool = False):
+        return self._send_fresh(
+            method,
+            path,
+            operation=operation,
+            body=body,
+            stale=_stale_ids,
+            refresh=lambda b: self._fresh_ids(b, create=create),
+        )
 
     def _remote(self, data: Any) -> RemoteTask:
         data = as_dict(data)
@@ -102,11 +171,12 @@ class TrelloAdapter(HttpAdapter):
 
     # --- operations -----------------------------------------------------------------------
     def create(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask:
-        result = self.http.request(
+        result = self._write(
             "POST",
             "/cards",
             operation="create",
-            json_body=self._body(payload, create=True, idempotency_key=idempotency_key),
+            body=self._body(payload, create=True, idempotency_key=idempotency_key),
+            create=True,
         )
         self._created_id(result)
         return self._remote(result.data)
@@ -126,9 +196,7 @@ class TrelloAdapter(HttpAdapter):
         return self._remote(self.http.request("GET", f"/cards/{external_id}", operation="get").data)
 
     def update(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask:
-        result = self.http.request(
-            "PUT", f"/cards/{external_id}", operation="update", json_body=self._body(payload, create=False)
-        )
+        result = self._write("PUT", f"/cards/{external_id}", operation="update", body=self._body(payload, create=False))
         return self._remote(result.data)
 
     def complete(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> None:
@@ -136,7 +204,7 @@ class TrelloAdapter(HttpAdapter):
         body: dict[str, Any] = {"dueComplete": True}
         if self.status_lists.get("completed"):
             body["idList"] = self.status_lists["completed"]
-        self.http.request("PUT", f"/cards/{external_id}", operation="complete", json_body=body)
+        self._write("PUT", f"/cards/{external_id}", operation="complete", body=body)
 
     def archive(self, external_id: str, payload: dict[str, Any], *, idempotency_key: str) -> None:
         self.http.request("PUT", f"/cards/{external_id}", operation="archive", json_body={"closed": True})

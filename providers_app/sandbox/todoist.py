@@ -123,6 +123,7 @@ class Todoist(ProviderSim):
         self.request_ids: dict[tuple[str, str], tuple[float, Response]] = {}
         # Sync commands already done, per token: (token, uuid) -> {"temp_id", "id"} (provider-apis §3.8).
         self.command_uuids: dict[tuple[str, str], dict[str, Any]] = {}
+        self.collaborators: dict[str, str] = {USER_ID: "Sandbox Demo"}  # user id -> name, of every project
         self._add_project(INBOX_PROJECT, "Inbox", inbox=True)
         self._add_project(DEMO_PROJECT, "Archangel demo")
 
@@ -157,7 +158,11 @@ class Todoist(ProviderSim):
                 raise ValueError("todoist.projects: ids must be alphanumeric strings")
             if project_id not in self.projects:
                 self._add_project(project_id, f"Project {project_id}")
-        unknown = set(values) - {"projects"}
+        for user_id in values.get("collaborators", []):
+            if not isinstance(user_id, str) or not user_id.isalnum():
+                raise ValueError("todoist.collaborators: user ids must be alphanumeric strings")
+            self.collaborators[user_id] = f"User {user_id}"
+        unknown = set(values) - {"projects", "collaborators"}
         if unknown:
             raise ValueError(f"todoist: unknown settings {sorted(unknown)}")
 
@@ -275,6 +280,15 @@ class Todoist(ProviderSim):
         elif len(sub) == 3 and sub[0] == "tasks" and method == "POST" and sub[2] in ("close", "reopen"):
             self._close(sub[1], closing=sub[2] == "close")
             return Response(204, b"", "application/json")
+        elif len(sub) == 3 and sub[0] == "projects" and sub[2] == "collaborators" and method == "GET":
+            # The users a task of the project may be assigned to (TD-py get_collaborators; paged
+            # like every v1 list, §3.2). The sandbox shares every project with the same people.
+            if sub[1] not in self.projects:
+                raise TodoistError(err(404, "Project not found", "NOT_FOUND", 478))
+            users = [
+                {"id": uid, "name": name, "email": f"{uid}@sandbox.example"} for uid, name in self.collaborators.items()
+            ]
+            return Response.json(200, {"results": users, "next_cursor": None})
         elif sub == ["projects"] and method == "GET":
             return Response.json(200, {"results": list(self.projects.values()), "next_cursor": None})
         elif sub == ["user"] and method == "GET":

@@ -352,10 +352,10 @@ class Trello(ProviderSim):
             card["idList"] = lst["id"]
             card["idBoard"] = lst["idBoard"]
         board = self.boards[card["idBoard"]]
-        card["labels"] = [
-            board["labels"].get(i, {"id": i, "idBoard": board["id"], "name": "", "color": None})
-            for i in card["idLabels"]
-        ]
+        if "idLabels" in params and any(i not in board["labels"] for i in card["idLabels"]):
+            # A label of another board, or one deleted since the caller read the board's labels.
+            raise TrelloError(400, "invalid value for idLabels")
+        card["labels"] = [board["labels"][i] for i in card["idLabels"] if i in board["labels"]]
         card["dateLastActivity"] = iso_now_ms()
 
     def _create(self, req: Request, ident: Identity | None = None) -> Response:

@@ -49,3 +49,26 @@ def test_reset_breaker_closes_it_marks_the_provider_active_and_is_audited(staff,
     assert Provider.objects.get(pk=provider.pk).health_status == Provider.Health.ACTIVE
     entry = AuditEntry.objects.get(action="reset_breaker")
     assert (entry.actor, entry.source, entry.object_id) == ("user:ops", "admin", str(provider.pk))
+
+
+def test_refresh_metadata_drops_the_providers_cached_metadata_and_is_audited(staff):
+    from django.core.cache import cache
+
+    from providers_app import metadata
+
+    provider = make_provider("trello", name="TR metadata")
+    other = make_provider("clickup", name="CU metadata")
+    reads = []
+    for p in (provider, other):
+        metadata.get(str(p.pk), "labels", "board", lambda: reads.append(1) or ["cached"])
+    assert len(reads) == 2
+
+    page = _act(staff, "refresh_metadata", provider).content.decode()
+
+    assert "Dropped the cached metadata of 1 provider(s)" in page
+    assert cache.get(f"provider-meta:{provider.pk}:labels") is None
+    assert cache.get(f"provider-meta:{other.pk}:labels") is not None  # only the one chosen
+    metadata.get(str(provider.pk), "labels", "board", lambda: reads.append(1) or ["fresh"])
+    assert len(reads) == 3
+    entry = AuditEntry.objects.get(action="refresh_metadata")
+    assert (entry.object_id, entry.source) == (str(provider.pk), "admin")

@@ -12,6 +12,9 @@ KEY = f"task:{TASK_ID}:v1:create"
 
 @pytest.fixture(autouse=True)
 def _fresh_provider_state():
+    from django.core.cache import cache
+
+    cache.clear()  # cached provider metadata (providers_app/metadata.py) of an earlier test
     clear_cache()
     clear_sessions()
     breakers.reset_memory()

@@ -93,12 +93,17 @@ def test_update_puts_the_full_state(adapter, payload):
 
 
 @responses.activate
-def test_complete_sets_the_closed_status_and_archive_sets_archived(adapter, payload):
+def test_complete_sets_the_lists_closed_status_and_archive_sets_archived(adapter, payload):
     responses.put(f"{BASE}/task/9hx", json=TASK)
+    statuses = [{"status": "to do", "type": "open"}, {"status": "shipped", "type": "closed"}]
+    responses.get(f"{BASE}/list/901", json={"id": "901", "statuses": statuses})
+    adapter.complete("9hx", payload, idempotency_key="k")
     adapter.complete("9hx", payload, idempotency_key="k")
     adapter.archive("9hx", payload, idempotency_key="k")
-    assert _sent(responses.calls[0]) == {"status": "complete"}
-    assert _sent(responses.calls[1]) == {"archived": True}
+    # No "completed" in status_map: the list's status of type closed, read once (cached).
+    assert [c.request.method for c in responses.calls] == ["GET", "PUT", "PUT", "PUT"]
+    assert _sent(responses.calls[1]) == _sent(responses.calls[2]) == {"status": "shipped"}
+    assert _sent(responses.calls[3]) == {"archived": True}
 
 
 @responses.activate

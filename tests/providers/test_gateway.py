@@ -74,10 +74,13 @@ def test_changing_a_task_without_an_external_id_is_a_clear_permanent_error(click
 @responses.activate
 def test_update_complete_archive_use_the_external_id(clickup, payload):
     responses.put(f"{CLICKUP}/task/9hx", json={"id": "9hx"})
+    # Completing asks the list for its closed status once (cached metadata).
+    responses.get(f"{CLICKUP}/list/901", json={"id": "901", "statuses": [{"status": "complete", "type": "closed"}]})
     for operation in ("update", "complete", "archive"):
         result = gateway.deliver(clickup, operation, payload, idempotency_key="k", external_id="9hx")
         assert result == gateway.DeliveryResult(external_id=None, status_code=200)
-    assert json.loads(responses.calls[2].request.body) == {"archived": True}
+    assert [c.request.method for c in responses.calls] == ["PUT", "GET", "PUT", "PUT"]
+    assert json.loads(responses.calls[3].request.body) == {"archived": True}
 
 
 @responses.activate

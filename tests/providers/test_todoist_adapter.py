@@ -23,9 +23,11 @@ def adapter():
 @responses.activate
 def test_create_posts_with_bearer_token_and_a_stable_request_id(adapter, payload):
     responses.post(f"{BASE}/tasks", json=TASK)
+    users = {"results": [{"id": "2671355", "name": "Alice"}], "next_cursor": None}
+    responses.get(f"{BASE}/projects/6XR4H993xv8H5qCR/collaborators", json=users)
     task = adapter.create({**payload, "assignee_external_id": "2671355"}, idempotency_key=KEY)
     assert task.external_id == "6X7rM8997g3RQmvh"
-    call = responses.calls[0]
+    call = responses.calls[1]
     assert (call.request.method, call.request.url) == ("POST", f"{BASE}/tasks")
     assert call.request.headers["Authorization"] == "Bearer TDTOKEN"
     assert call.request.headers["X-Request-Id"] == request_id(KEY)

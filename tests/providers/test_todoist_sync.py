@@ -47,10 +47,12 @@ def test_the_sync_request_carries_one_command_per_item_with_stable_uuids_and_tem
         f"{BASE}/sync",
         json={"sync_status": dict.fromkeys(uuids, "ok"), "temp_id_mapping": {temp_id(CREATE_KEY): "6New"}},
     )
+    users = {"results": [{"id": "2671355"}], "next_cursor": None}
+    responses.get(f"{BASE}/projects/6XR4H993xv8H5qCR/collaborators", json=users)
 
     outcomes = adapter.sync_batch(batch)
 
-    call = responses.calls[0]
+    call = responses.calls[-1]
     assert (call.request.method, call.request.url) == ("POST", f"{BASE}/sync")
     assert call.request.headers["Authorization"] == "Bearer TDTOKEN"
     assert json.loads(call.request.body) == {

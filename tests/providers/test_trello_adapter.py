@@ -52,9 +52,21 @@ def test_create_posts_a_card_with_key_and_token_as_query_parameters(adapter, pay
 @responses.activate
 def test_an_unmapped_status_starts_in_the_pending_list(adapter, payload):
     responses.post(f"{BASE}/cards", json=CARD)
+    responses.get(f"{BASE}/boards/{CONFIG['board_id']}/labels", json=[{"id": "lbl-low", "name": "Low"}])
     adapter.create({**payload, "status": "review", "priority": 2}, idempotency_key=KEY)
-    body = json.loads(responses.calls[0].request.body)
-    assert body["idList"] == PENDING and "idLabels" not in body
+    body = json.loads(responses.calls[1].request.body)
+    assert body["idList"] == PENDING and "idLabels" not in body  # no mapped or named label for "normal"
+
+
+@responses.activate
+def test_an_unmapped_priority_takes_the_boards_label_of_that_name(adapter, payload):
+    responses.post(f"{BASE}/cards", json=CARD)
+    labels = [{"id": "lbl-low", "name": "Low"}, {"id": "lbl-high", "name": " high "}]
+    responses.get(f"{BASE}/boards/{CONFIG['board_id']}/labels", json=labels)
+    adapter.create({**payload, "priority": 3}, idempotency_key=KEY)
+    adapter.create({**payload, "priority": 3}, idempotency_key=KEY)
+    assert [c.request.method for c in responses.calls] == ["GET", "POST", "POST"]  # read once, cached
+    assert json.loads(responses.calls[2].request.body)["idLabels"] == ["lbl-high"]
 
 
 def test_create_without_any_status_list_is_a_clear_validation_error(payload):
