@@ -118,9 +118,9 @@ class Request:
 
 
 class Response:
-    """A response, plus what the transport must do with it (drop the connection, hold it)."""
+    """A response, plus what the transport must do with it (drop or reset the connection, hold it)."""
 
-    __slots__ = ("body", "content_type", "drop", "headers", "hold", "status")
+    __slots__ = ("body", "content_type", "drop", "headers", "hold", "reset", "status")
 
     def __init__(
         self,
@@ -134,6 +134,7 @@ class Response:
         self.content_type = content_type
         self.headers = headers if headers is not None else {}
         self.drop = False
+        self.reset = False
         self.hold = 0.0
 
     @classmethod
@@ -165,6 +166,12 @@ class Faults:
     timeout_seconds: float = 30.0
     drop_rate: float = 0.0  # fraction of writes whose connection is closed after the effect, unanswered
     drop_next: int = 0
+    # A 2xx whose JSON body is cut short (after the effect): the client cannot tell what was made.
+    malformed_rate: float = 0.0
+    malformed_next: int = 0
+    # The connection is reset (TCP RST) before the request is handled: no effect, no answer.
+    reset_rate: float = 0.0
+    reset_next: int = 0
     storm_seconds: float = 0.0  # every request answers the provider's 429 for this long
 
     # Absolute deadlines derived from the *_seconds knobs when they are set.
@@ -183,6 +190,10 @@ class Faults:
         "timeout_seconds",
         "drop_rate",
         "drop_next",
+        "malformed_rate",
+        "malformed_next",
+        "reset_rate",
+        "reset_next",
         "storm_seconds",
     )
 
@@ -282,6 +293,8 @@ class Stats:
     storm_429: Counter = field(default_factory=Counter)  # provider -> 429s sent by a storm
     injected_errors: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
+    malformed: Counter = field(default_factory=Counter)  # 2xx answers whose body was cut short
+    resets: Counter = field(default_factory=Counter)  # connections reset before the request was handled
     timeouts: Counter = field(default_factory=Counter)
     unauthorized: Counter = field(default_factory=Counter)
     creates: Counter = field(default_factory=Counter)  # provider -> creates that took effect
@@ -302,6 +315,8 @@ class Stats:
             "storm_429",
             "injected_errors",
             "dropped",
+            "malformed",
+            "resets",
             "timeouts",
             "unauthorized",
             "creates",

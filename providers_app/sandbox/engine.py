@@ -2,8 +2,8 @@
 the effect under one lock, and serves the control API under ``/_sandbox/``.
 
 Order for every provider request: latency → auth (the provider's 401) → 429 storm → rate limit
-(the provider's 429 and headers) → injected 5xx (no effect) → the effect → drop the connection
-or hold the answer (both after the effect).
+(the provider's 429 and headers) → injected 5xx or connection reset (no effect) → the effect →
+drop the connection, cut the JSON answer short or hold the answer (all after the effect).
 """
 
 from __future__ import annotations
@@ -192,10 +192,20 @@ class Sandbox:
                 response = sim.error_response(faults.error_status)
                 response.headers.update(headers)
                 return response
+            if self._consume(faults, "reset"):
+                stats.resets[name] += 1
+                stats.requests[(name, "reset")] += 1
+                response = Response(0)
+                response.reset = True
+                return response
             write = req.method not in ("GET", "HEAD")
             drop = write and self._consume(faults, "drop")
             hold = not drop and self._consume(faults, "timeout")
             response = sim.route(req, ident, sub)
+            if not drop and 200 <= response.status < 300 and response.body and self._consume(faults, "malformed"):
+                # Half a JSON document, still labelled JSON: what a proxy that cut the answer sends.
+                stats.malformed[name] += 1
+                response.body = response.body[: max(1, len(response.body) // 2)]
             for key, value in headers.items():
                 response.headers.setdefault(key, value)
             if drop:

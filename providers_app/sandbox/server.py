@@ -11,6 +11,8 @@ import email.utils
 import logging
 import socket
 import socketserver
+import struct
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +60,13 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # the sandbox must answer even when a handler has a bug
             logger.exception("sandbox handler failed for %s %s", self.command, self.path)
             response = Response.text(500, "sandbox error")
+        if response.reset:
+            # A TCP RST instead of an answer (SO_LINGER with a zero timeout, then close).
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            return
         if response.drop:
             # "Drop the connection after the effect": the effect has happened, no answer is sent.
             self.close_connection = True
@@ -152,6 +161,12 @@ class _HTTPServer(ThreadingHTTPServer):
         finally:
             with self._open_lock:
                 self._open.discard(request)
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away (killed, timed out, reset) is not the sandbox's error.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Stop serving kept-alive connections too, so a stopped sandbox answers nothing."""

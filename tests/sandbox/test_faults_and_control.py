@@ -211,3 +211,27 @@ def test_a_stopped_server_answers_nothing_even_on_kept_alive_connections():
         server.stop()
         with pytest.raises(requests.ConnectionError):
             session.get(server.url + "/_sandbox/health", timeout=5)
+
+
+def test_a_malformed_answer_follows_the_effect_with_half_a_json_body(client):
+    client.control("POST", "faults", json={"clickup": {"malformed_next": 1}})
+    cut = clickup_create(client, json={"description": "archangel-ref: evt-9"})
+    assert cut.status_code == 200 and cut.headers["Content-Type"] == "application/json"
+    with pytest.raises(ValueError):
+        cut.json()
+    whole = clickup_create(client)
+    assert whole.json()["id"]
+    state = client.state()
+    assert state["providers"]["clickup"]["count"] == 2  # the cut answer's task was made
+    assert state["creates_by_marker"] == {"clickup:evt-9": 1}
+    assert state["malformed"]["clickup"] == 1
+
+
+def test_a_reset_connection_has_no_effect_and_no_answer(client):
+    client.control("POST", "faults", json={"trello": {"reset_next": 1}})
+    with pytest.raises(requests.ConnectionError):
+        client.trello("POST", "/cards", params={"idList": TODO, "name": "never made"})
+    assert client.trello("GET", "/members/me").status_code == 200  # the next request is answered
+    state = client.state()
+    assert state["providers"]["trello"]["count"] == 0
+    assert state["resets"]["trello"] == 1

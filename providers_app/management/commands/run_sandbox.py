@@ -34,6 +34,9 @@ Faults (per provider with --fault PROVIDER:KNOB=VALUE, for all with the shortcut
   timeout_rate, timeout_next, timeout_seconds
                           perform the effect, then hold the answer timeout_seconds (default 30)
   drop_rate, drop_next    writes only: perform the effect, then close the connection unanswered
+  malformed_rate, malformed_next
+                          perform the effect, then answer 2xx with its JSON body cut short
+  reset_rate, reset_next  reset the connection (TCP RST) before any effect
   storm_seconds           answer the provider's 429 to every request for N seconds
 
 Control API (JSON, loopback only: it has no authentication):
