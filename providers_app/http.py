@@ -12,6 +12,7 @@ what happened                     error
 connect failed / timed out        TransientError (retryable; the request was never sent)
 read timeout, reset after send    TransientError with ``outcome_unknown=True`` on writes
 5xx                               TransientError (trips the breaker; outcome unknown on writes)
+2xx labelled JSON that is not     TransientError (outcome unknown on writes)
 429                               RateLimited with the parsed hint (providers_app/hints.py)
 401 / 403                         AuthError
 404                               NotFound
@@ -87,6 +88,11 @@ def parse_body(response: requests.Response) -> Any:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError):
         return content.decode(response.encoding or "utf-8", errors="replace")
+
+
+def _labelled_json(response: requests.Response) -> bool:
+    ctype = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    return ctype == "application/json" or ctype.endswith("+json")
 
 
 def error_detail(body: Any) -> str:
@@ -280,6 +286,15 @@ class ProviderHttp:
             body = parse_body(response)
             status = _local.status = response.status_code
             if 200 <= status < 300:
+                if isinstance(body, str) and _labelled_json(response):
+                    # A success whose JSON was cut short (a proxy, a dropped connection): reading it as
+                    # "no tasks" would make a create's marker lookup miss and create a second task.
+                    raise TransientError(
+                        f"{shown} answered {status} with a malformed JSON body"
+                        + ("; its outcome is unknown" if writes else ""),
+                        status_code=status,
+                        outcome_unknown=writes,
+                    )
                 return HttpResult(status, body, response.headers)
             call.outcome = "rate_limited" if status == 429 else "server_error" if status >= 500 else "client_error"
             raise self._error(status, body, response.headers, shown=shown, writes=writes)

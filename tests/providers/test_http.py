@@ -104,6 +104,21 @@ def test_answers_are_parsed_defensively():
     assert client.request("GET", "/c", operation="get").data is None
 
 
+@responses.activate
+def test_a_success_labelled_json_that_does_not_parse_is_a_transient_error_with_an_unknown_outcome():
+    cut = '{"id": "86abc", "name": "half a ta'
+    responses.post(f"{BASE}/tasks", body=cut, status=200, content_type="application/json")
+    responses.get(f"{BASE}/tasks", body=cut, status=200, content_type="application/json; charset=utf-8")
+    client = _http()
+    with pytest.raises(TransientError) as write:
+        client.request("POST", "/tasks", operation="create", json_body={"name": "x"})
+    assert write.value.retryable and write.value.outcome_unknown and write.value.status_code == 200
+    assert "malformed JSON" in str(write.value)
+    with pytest.raises(TransientError) as read:  # a lookup must not read a cut list as "no tasks"
+        client.request("GET", "/tasks", operation="lookup")
+    assert not read.value.outcome_unknown
+
+
 def test_parse_body_survives_bad_bytes():
     response = requests.Response()
     response._content = b"\xff\xfe{"
