@@ -7,10 +7,6 @@ are counted across processes); the end-to-end tests with the real adapters and t
 live beside this file.
 """
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -18,13 +14,11 @@ from collections import Counter
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 
-from outbox_app.jobs import outbox_drain
 from outbox_app.models import OutboxEvent
 from tasks_app.services import task_archive, task_bulk_create, task_update
 from tests.factories import make_provider
-from tests.processes import ROOT
+from tests.workers import Workers, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,64 +28,6 @@ pytestmark = [
 ]
 
 Status = OutboxEvent.Status
-
-
-class Workers:
-    """Celery workers on a queue of their own (other tests' workers never take these jobs)."""
-
-    def __init__(self, prefix: str, **env: str):
-        self.queue = f"outbox-it-{prefix}"
-        self.prefix = prefix
-        self.env = env
-        self.procs: list[subprocess.Popen] = []
-
-    def _env(self) -> dict[str, str]:
-        db = connection.settings_dict
-        url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PROMETHEUS_", "OTEL_"))}
-        return {
-            **base,
-            "DATABASE_URL": url,
-            "REDIS_URL": settings.REDIS_URL,
-            "DJANGO_SETTINGS_MODULE": "tests.integration.worker_settings",
-            "FAKE_PROVIDER_PREFIX": self.prefix,
-            "CELERY_METRICS_PORT": "0",
-            "LOG_LEVEL": "warning",
-            **self.env,
-        }
-
-    def start(self, n: int = 1, concurrency: int = 2) -> None:
-        for _ in range(n):
-            self.procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "archangel", "worker", "-Q", self.queue,
-                     "--pool", "prefork", "--concurrency", str(concurrency), "--without-heartbeat",
-                     "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-                    cwd=ROOT, env=self._env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    start_new_session=True,  # its own process group: SIGKILL reaches the pool children
-                )
-            )  # fmt: skip
-
-    def drain(self, times: int = 1) -> None:
-        for _ in range(times):
-            outbox_drain.apply_async(queue=self.queue)
-
-    def kill(self) -> None:
-        """SIGKILL every worker: main processes and pool children, mid-delivery."""
-        for proc in self.procs:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        self.procs.clear()
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        self.procs.clear()
 
 
 @pytest.fixture
@@ -117,15 +53,6 @@ def workers(fake):
     yield make
     for w in started:
         w.stop()
-
-
-def wait_until(predicate, timeout: float, step: float = 0.25, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s: {message}")
 
 
 def undelivered() -> int:
