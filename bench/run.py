@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gateway, ingest, orchestration, outbox_drain, sandbox, sustained, webhooks
+from bench import gateway, ingest, orchestration, outbox_drain, quota, sandbox, sustained, webhooks
 from bench.common import ROOT, Row, fresh_database
 
 SCENARIOS = {
@@ -30,6 +30,7 @@ SCENARIOS = {
     "rescoring": orchestration.rescoring_run,
     "planner": orchestration.planner_run,
     "outbox_drain": outbox_drain.run,
+    "quota": quota.run,
     # Ten minutes by default (BENCH_SUSTAINED_SECONDS): last, so the others run on a cool machine.
     "sustained": sustained.run,
 }
