@@ -20,8 +20,9 @@ from archangel.logging import log_format, logging_config
 worker_class = "gthread"
 # Processes: one per core is what the GIL allows to run Python at once; more only add memory.
 workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 2, minimum=1)
-# Requests in flight per process (each holds its own database connection: workers x threads
-# connections in all, well under PostgreSQL's default 100).
+# Requests in flight per process. Each thread keeps its own database connection, so the API
+# holds up to workers x threads of them (16 on two cores): count them, with the Celery
+# workers', against PostgreSQL's max_connections (default 100) when scaling either.
 threads = env_int("GUNICORN_THREADS", 8, minimum=1)
 # Seconds an idle connection stays open: longer than a proxy's usual upstream idle timeout
 # (60 s), so gunicorn is never the side that closes a connection the proxy is about to reuse.

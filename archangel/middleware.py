@@ -9,6 +9,7 @@ Content-Length with a 413 in the API's error envelope.
 from http import HTTPStatus
 
 from django.conf import settings
+from django.urls import Resolver404, resolve
 
 from archangel.api import json_error
 from archangel.metrics import count_webhook
@@ -69,3 +70,40 @@ class ApiErrorEnvelopeMiddleware:
                     replacement[header] = response[header]
             return replacement
         return response
+
+
+WEBHOOK_URL_NAMES = frozenset({"webhook", "webhook-provider"})
+
+
+class WebhookFastPathMiddleware:
+    """Provider webhooks skip the middleware they have no use for.
+
+    A delivery carries no session, no cookie, no user and no CSRF token (the signature is its
+    authentication), is never a static file and is not audited (it writes only its own
+    ``WebhookDelivery`` row), yet the rest of the stack cost as much Python per request as the
+    intake view itself (docs/benchmarks.md, "Webhook intake"). Placed after the request id, the
+    error envelope, the body cap (413 before parsing) and ``SecurityMiddleware`` (HTTPS redirect,
+    security headers), and inside django-prometheus's and OpenTelemetry's outer middleware
+    (request totals, latency, traces), this calls the webhook view directly and leaves
+    WhiteNoise, sessions, CommonMiddleware, CSRF, authentication, the audit context, messages,
+    clickjacking and the per-view metrics out. Any other path, including one under
+    ``/api/webhooks/`` that no webhook route matches, goes through the whole stack.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info.startswith("/api/webhooks/"):
+            try:
+                match = resolve(request.path_info, getattr(request, "urlconf", None))
+            except Resolver404:
+                match = None
+            if match is not None and match.url_name in WEBHOOK_URL_NAMES:
+                request.resolver_match = match
+                response = match.func(request, *match.args, **match.kwargs)
+                # What CommonMiddleware would add: a length, so the connection can be kept alive.
+                if not response.streaming and not response.has_header("Content-Length"):
+                    response["Content-Length"] = str(len(response.content))
+                return response
+        return self.get_response(request)

@@ -74,6 +74,8 @@ MIDDLEWARE = [
     "archangel.middleware.ApiErrorEnvelopeMiddleware",
     "archangel.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Provider webhooks stop here: nothing below is of use to a signed machine delivery.
+    "archangel.middleware.WebhookFastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

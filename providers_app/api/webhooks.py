@@ -7,10 +7,11 @@ before the view by ``BodySizeLimitMiddleware`` from Content-Length, and again he
 bodies sent without one. Nothing is stored for a delivery whose signature fails.
 """
 
+import json
 import logging
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from archangel.api import json_error
@@ -22,7 +23,17 @@ from providers_app.config import TRELLO
 security_log = logging.getLogger("archangel.security")
 
 
-def _reject(provider_type: str, status: int, code: str, result: str, message: str) -> JsonResponse:
+def _meta_key(header: str) -> str:
+    """Where WSGI puts a request header in ``request.META``."""
+    name = header.upper().replace("-", "_")
+    return name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+
+
+# The headers kept with a delivery (webhooks.KEPT_HEADERS), by their META keys.
+_KEPT_META = tuple((name, _meta_key(name)) for name in webhooks.KEPT_HEADERS)
+
+
+def _reject(provider_type: str, status: int, code: str, result: str, message: str) -> HttpResponse:
     count_webhook(provider_type, result)
     return json_error(status, code, message)
 
@@ -61,7 +72,8 @@ def webhook_view(request, provider_type: str, provider_id: str | None = None):
     if target is None:
         return _reject(provider_type, 404, "not_found", "unknown_provider", f"No {provider_type} provider matches.")
 
-    header = request.headers.get(webhooks.SIGNATURE_HEADERS[provider_type])
+    # From META directly: request.headers would build a dict of every header first.
+    header = request.META.get(_meta_key(webhooks.SIGNATURE_HEADERS[provider_type]))
     ok = webhooks.verify_signature(
         provider_type, body=body, header=header, secret=target.secret, callback_url=target.callback_url
     )
@@ -91,13 +103,15 @@ def webhook_view(request, provider_type: str, provider_id: str | None = None):
             payload = webhooks.parse_body(body)
         except webhooks.PayloadError as exc:
             return _reject(provider_type, 400, "invalid", "invalid", str(exc))
-    headers = {name: request.headers[name] for name in webhooks.KEPT_HEADERS if name in request.headers}
+    meta = request.META
+    headers = {name: meta[key] for name, key in _KEPT_META if key in meta}
     delivery_id, created = services.webhook_store(
         target=target,
         event=webhooks.event_name(provider_type, payload),
-        dedup_key=webhooks.dedup_key(provider_type, payload, request.headers, body),
+        dedup_key=webhooks.dedup_key(provider_type, payload, headers, body),
         headers=headers,
         payload=payload,
     )
     count_webhook(provider_type, "accepted" if created else "duplicate")
-    return JsonResponse({"status": "accepted" if created else "duplicate", "id": delivery_id})
+    answer = {"status": "accepted" if created else "duplicate", "id": delivery_id}
+    return HttpResponse(json.dumps(answer).encode(), content_type="application/json")

@@ -303,3 +303,18 @@ def test_a_delivery_arriving_on_a_connection_the_database_dropped_is_stored_on_a
     assert response.status_code == 200 and response.json()["status"] == "accepted"
     assert set(WebhookDelivery.objects.values_list("dedup_key", flat=True)) == {"before", "after"}
     assert connection.connection.info.backend_pid != pid
+
+
+def test_a_delivery_takes_the_short_middleware_path_and_keeps_the_security_headers(client, providers):
+    response = post(client, "trello", example("trello"))
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    # Outer middleware ran: request id, SecurityMiddleware's headers; a length for keep-alive.
+    assert response["X-Request-Id"]
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert int(response["Content-Length"]) == len(response.content)
+    # The rest did not: no session or CSRF cookie, no clickjacking header, no Vary: Cookie.
+    assert not response.cookies and "X-Frame-Options" not in response and "Vary" not in response
+    # Anything else under /api/webhooks/ still goes through the whole stack.
+    other = client.post("/api/webhooks/trello/not-a-uuid", data=b"{}", content_type="application/json")
+    assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+    assert other["X-Frame-Options"] == "DENY"
