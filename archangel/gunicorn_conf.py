@@ -19,7 +19,9 @@ from archangel.logging import log_format, logging_config
 # worker's poller, not in a thread. Measured in docs/benchmarks.md ("Webhook intake").
 worker_class = "gthread"
 # Processes: one per core is what the GIL allows to run Python at once; more only add memory.
-workers = env_int("WEB_CONCURRENCY", os.cpu_count() or 2, minimum=1)
+# The cores this process may run on (a container's cpuset), not every core of the host.
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+workers = env_int("WEB_CONCURRENCY", _cores, minimum=1)
 # Requests in flight per process. Each thread keeps its own database connection, so the API
 # holds up to workers x threads of them (16 on two cores): count them, with the Celery
 # workers', against PostgreSQL's max_connections (default 100) when scaling either.
