@@ -105,7 +105,7 @@ def command_error(state: dict[str, Any], command: str) -> ProviderError:
     detail = text(state.get("error"))[:300]
     if detail:
         message = f"{message}: {detail}"
-    body = {k: state.get(k) for k in ("error", "error_code", "error_tag", "http_code")}
+    body = {k: state.get(k) for k in ("error", "error_code", "error_extra", "error_tag", "http_code")}
     if code == 429:
         extra = as_dict(state.get("error_extra"))
         wait = extra.get("retry_after")
@@ -213,8 +213,8 @@ class TodoistAdapter(HttpAdapter):
         argument = text(as_dict(as_dict(exc.body).get("error_extra")).get("argument"))
         return isinstance(exc, NotFound) or argument in ("assignee_id", "responsible_uid", "project_id")
 
-    def _fresh(self, body: dict[str, Any]) -> dict[str, Any]:
-        if body.get("project_id") and body["project_id"] not in self._projects():
+    def _fresh(self, body: dict[str, Any], *, project: bool = True) -> dict[str, Any]:
+        if project and body.get("project_id") and body["project_id"] not in self._projects():
             raise PermanentError(
                 f"todoist project {body['project_id']} no longer exists (fresh project list): point the "
                 "provider's project_id at an existing project"
@@ -244,7 +244,7 @@ class TodoistAdapter(HttpAdapter):
             if (operation != "create" and isinstance(exc, NotFound)) or not self._stale(exc):
                 raise  # an update's 404 is the task gone, not stale metadata
             metadata.invalidate(self.account_key)
-            fixed = self._fresh(dict(body))
+            fixed = self._fresh(dict(body), project=isinstance(exc, NotFound))
             if fixed == body:
                 raise
             logger.warning("todoist %s refused a stale value (%s); retrying once with fresh metadata", operation, exc)
@@ -312,14 +312,15 @@ class TodoistAdapter(HttpAdapter):
             args["responsible_uid"] = args.pop("assignee_id")
         return args
 
-    def sync_command(self, item: BatchItem) -> dict[str, Any]:
-        """The sync command for one outbox operation."""
+    def sync_command(self, item: BatchItem, *, attempt: str = "") -> dict[str, Any]:
+        """The sync command for one outbox operation (``attempt`` tells a rebuilt command apart)."""
         kind = SYNC_COMMANDS.get(item.operation)
         if kind is None:
             raise PermanentError(f"no Todoist sync command for operation {item.operation!r}")
-        command: dict[str, Any] = {"type": kind, "uuid": request_id(item.idempotency_key)}
+        key = item.idempotency_key + attempt
+        command: dict[str, Any] = {"type": kind, "uuid": request_id(key)}
         if item.operation == "create":
-            command["temp_id"] = temp_id(item.idempotency_key)
+            command["temp_id"] = temp_id(key)
             body = self._body(item.payload, create=True, idempotency_key=item.idempotency_key)
             command["args"] = self._sync_args(body)
             return command
@@ -334,12 +335,60 @@ class TodoistAdapter(HttpAdapter):
     def sync_batch(self, items: list[BatchItem]) -> list[BatchOutcome]:
         """Send ``items`` as one ``POST /sync``; one outcome per item, in order. Raises a
         ProviderError when the request as a whole failed (none of the items has an outcome
-        then; a transport failure after sending leaves all of them unknown)."""
+        then; a transport failure after sending leaves all of them unknown).
+
+        Commands refused over stale metadata (a create's project gone, an assignee the project no
+        longer has) are built again from fresh metadata and, where that changes them, sent once
+        more in a second request (with their own uuids: the first ones were refused)."""
         if not items:
             return []
         if len(items) > SYNC_MAX_COMMANDS:
             raise ValueError(f"at most {SYNC_MAX_COMMANDS} commands per sync request, got {len(items)}")
         commands = [self.sync_command(item) for item in items]
+        outcomes = self._sync(items, commands)
+        stale = [
+            i
+            for i, (item, outcome) in enumerate(zip(items, outcomes, strict=True))
+            if outcome.error is not None
+            and self._stale(outcome.error)
+            and (item.operation == "create" or not isinstance(outcome.error, NotFound))
+        ]
+        if not stale:
+            return outcomes
+        metadata.invalidate(self.account_key)
+        try:
+            again, fresh = self._rebuild(items, commands, outcomes, stale)
+        except ProviderError as exc:  # fresh metadata could not be read: the refusals stand
+            logger.warning("todoist metadata could not be read again (%s); %d command(s) stay refused", exc, len(stale))
+            return outcomes
+        if again:
+            logger.warning("todoist sync refused %d command(s) over stale metadata; sending them once more", len(again))
+            try:
+                retried = self._sync([items[i] for i in again], fresh)
+            except ProviderError as exc:  # this request failed as a whole: its items share its fate
+                retried = [BatchOutcome(status_code=exc.status_code, error=exc)] * len(again)
+            for i, outcome in zip(again, retried, strict=True):
+                outcomes[i] = outcome
+        return outcomes
+
+    def _rebuild(self, items, commands, outcomes, stale) -> tuple[list[int], list[dict[str, Any]]]:
+        """The refused commands built again from fresh metadata, where that changes them."""
+        again: list[int] = []
+        fresh: list[dict[str, Any]] = []
+        for i in stale:
+            try:
+                command = self.sync_command(items[i], attempt=":fresh")
+                if isinstance(outcomes[i].error, NotFound):  # a create's project gone?
+                    self._fresh({"project_id": command["args"].get("project_id")})
+            except PermanentError as exc:
+                outcomes[i] = BatchOutcome(status_code=outcomes[i].status_code, error=exc)
+                continue
+            if command["args"] != commands[i]["args"]:
+                again.append(i)
+                fresh.append(command)
+        return again, fresh
+
+    def _sync(self, items: list[BatchItem], commands: list[dict[str, Any]]) -> list[BatchOutcome]:
         result = self.http.request("POST", "/sync", operation="sync", json_body={"commands": commands})
         data = as_dict(result.data)
         status = as_dict(data.get("sync_status"))

@@ -20,6 +20,12 @@ from providers_app.sandbox.core import Request, Response, iso_now, todoist_id
 DEMO_PROJECT = "6Demo"
 INBOX_PROJECT = "6Inbox0000000000"
 USER_ID = "2671355"
+# The people every sandbox project is shared with (the token's owner first); the demo's assignee
+# identities point at these (tasks_app bootstrap_demo: Todoist user ids 2671356 + n).
+COLLABORATORS = {
+    str(2671355 + n): name
+    for n, name in enumerate(["Sandbox Demo", "Ada Lovelace", "Grace Hopper", "Linus Torvalds", "Margaret Hamilton"])
+}
 
 # provider-apis §0: the 410 body of the retired REST v2 (plain text) points at /api/v1/.
 GONE_TEXT = (
@@ -123,7 +129,7 @@ class Todoist(ProviderSim):
         self.request_ids: dict[tuple[str, str], tuple[float, Response]] = {}
         # Sync commands already done, per token: (token, uuid) -> {"temp_id", "id"} (provider-apis §3.8).
         self.command_uuids: dict[tuple[str, str], dict[str, Any]] = {}
-        self.collaborators: dict[str, str] = {USER_ID: "Sandbox Demo"}  # user id -> name, of every project
+        self.collaborators: dict[str, str] = dict(COLLABORATORS)  # user id -> name, of every project
         self._add_project(INBOX_PROJECT, "Inbox", inbox=True)
         self._add_project(DEMO_PROJECT, "Archangel demo")
 
@@ -501,6 +507,9 @@ class Todoist(ProviderSim):
             else:
                 task["duration"] = {"amount": amount, "unit": unit}
         if "assignee_id" in data:
+            if data["assignee_id"] is not None and str(data["assignee_id"]) not in self.collaborators:
+                # Only a user the project is shared with can be responsible for its task (§3.3).
+                raise bad("Invalid argument value", argument="assignee_id")
             task["responsible_uid"] = data["assignee_id"]
             task["assigned_by_uid"] = USER_ID if data["assignee_id"] else None
         if "deadline_date" in data:

@@ -155,3 +155,37 @@ def test_an_assignee_who_is_not_a_user_of_the_todoist_project_is_left_out(sandbo
     assert owners == {"777": "777", "999": None}
     # 1 sync request for the 6 creates + 1 read of the project's users.
     assert requests(sandbox, "todoist") == {"200": 2}
+
+
+@pytest.mark.parametrize("batching", [True, False], ids=["sync", "rest"])
+def test_an_assignee_removed_from_the_project_since_it_was_cached_is_left_out_on_one_retry(sandbox, settings, batching):
+    from tasks_app.models import Assignee, AssigneeIdentity
+
+    settings.OUTBOX_BATCHING = batching
+    todoist = provider_create(
+        name="sandbox-todoist",
+        type="todoist",
+        config={"api_token": "demo-todoist-token", "project_id": "6Demo", "base_url": sandbox.base_url("todoist")},
+    )
+    sandbox.sandbox.configure_provider("todoist", {"collaborators": ["777"]})
+    person = Assignee.objects.create(name="Leaving", email="leaving@example.com")
+    AssigneeIdentity.objects.create(assignee=person, provider=todoist, external_user_id="777")
+    tasks(todoist, 1, "Before", assignee=str(person.id))
+    drain(threads=1)
+    assert requests(sandbox, "todoist") == {"200": 2}  # the project's users, the create
+    sandbox.sandbox.sims["todoist"].collaborators.pop("777")  # 777 leaves the project
+
+    tasks(todoist, 3, "After", assignee=str(person.id))
+    drain(batch_size=50, threads=1)
+
+    assert OutboxEvent.objects.exclude(status=Status.DELIVERED).count() == 0
+    remote = {t["content"]: t["responsible_uid"] for t in sandbox.sandbox.state()["providers"]["todoist"]["tasks"]}
+    assert remote == {"Before 0": "777", "After 0": None, "After 1": None, "After 2": None}
+    if batching:
+        # One sync refused per command (400) → users read again → one sync without the assignee.
+        assert requests(sandbox, "todoist") == {"200": 2 + 3}
+        assert sandbox.sandbox.state(include_items=False)["sync_requests"]["todoist"] == 2
+    else:
+        # The first create refused (400) → users read again → sent again without the assignee;
+        # the other two already know from the fresh users.
+        assert requests(sandbox, "todoist") == {"200": 2 + 1 + 3, "400": 1}

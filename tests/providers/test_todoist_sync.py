@@ -122,8 +122,14 @@ def test_a_mixed_answer_maps_each_commands_own_result_to_its_item(adapter, paylo
         },
     )
 
+    # The create's 404 could be its project gone: the projects are read again; it is still there,
+    # so the refusal stands and nothing is sent again.
+    projects = {"results": [{"id": "6XR4H993xv8H5qCR"}], "next_cursor": None}
+    responses.get(f"{BASE}/projects", json=projects)
+
     outcomes = adapter.sync_batch(batch)
 
+    assert [c.request.method for c in responses.calls] == ["POST", "GET"]
     assert outcomes[0].external_id == "6First" and outcomes[0].error is None
     assert isinstance(outcomes[1].error, ValidationFailed) and outcomes[1].status_code == 400
     assert "INVALID_ARGUMENT_VALUE" in str(outcomes[1].error)
@@ -168,3 +174,46 @@ def test_the_gateway_counts_a_delete_of_a_task_already_gone_as_done(payload):
     assert deleted.external_id is None and deleted.status_code == 404
     assert isinstance(updated, NotFound)
     assert gateway.batch_size(provider) == 100
+
+
+@responses.activate
+def test_commands_refused_over_a_stale_assignee_are_sent_once_more_without_it(adapter, payload):
+    batch = [BatchItem("create", {**payload, "assignee_external_id": "777"}, f"task:{n}:v1:create") for n in range(2)]
+    # Same URL registered twice: answered in order. 777 is a user of the project, then has left it.
+    users = f"{BASE}/projects/6XR4H993xv8H5qCR/collaborators"
+    responses.get(users, json={"results": [{"id": "777"}], "next_cursor": None})
+    responses.get(users, json={"results": [], "next_cursor": None})
+    refused = error(400, "INVALID_ARGUMENT_VALUE", argument="responsible_uid")
+    responses.post(f"{BASE}/sync", json={"sync_status": {request_id(i.idempotency_key): refused for i in batch}})
+    fresh = [f"{i.idempotency_key}:fresh" for i in batch]
+    responses.post(
+        f"{BASE}/sync",
+        json={
+            "sync_status": {request_id(k): "ok" for k in fresh},
+            "temp_id_mapping": {temp_id(k): f"6T{n}" for n, k in enumerate(fresh)},
+        },
+    )
+
+    outcomes = adapter.sync_batch(batch)
+
+    assert [(o.external_id, o.error) for o in outcomes] == [("6T0", None), ("6T1", None)]
+    assert [c.request.method for c in responses.calls] == ["GET", "POST", "GET", "POST"]
+    first, second = (json.loads(c.request.body)["commands"] for c in responses.calls if c.request.method == "POST")
+    assert [c["args"].get("responsible_uid") for c in first] == ["777", "777"]
+    assert [c["args"].get("responsible_uid") for c in second] == [None, None]
+    assert [c["uuid"] for c in second] == [request_id(k) for k in fresh]  # the refused uuids are not reused
+
+
+@responses.activate
+def test_when_fresh_metadata_cannot_be_read_the_refusals_stand(adapter, payload):
+    batch = [BatchItem("create", {**payload, "assignee_external_id": "777"}, "task:a:v1:create")]
+    users = f"{BASE}/projects/6XR4H993xv8H5qCR/collaborators"
+    responses.get(users, json={"results": [{"id": "777"}], "next_cursor": None})
+    responses.get(users, status=503, json=error(503, "SERVICE_UNAVAILABLE"))
+    refused = error(400, "INVALID_ARGUMENT_VALUE", argument="responsible_uid")
+    responses.post(f"{BASE}/sync", json={"sync_status": {request_id("task:a:v1:create"): refused}})
+
+    [outcome] = adapter.sync_batch(batch)
+
+    assert isinstance(outcome.error, ValidationFailed)
+    assert [c.request.method for c in responses.calls] == ["GET", "POST", "GET"]
