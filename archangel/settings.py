@@ -359,11 +359,20 @@ ARCHANGEL = {
     # What happens to a provider's undelivered tasks when it goes down (tasks_app.services.provider_went_down):
     # "wait" for it to come back, or "move" them to another available provider.
     "PROVIDER_DOWN_POLICY": env_choice("ARCHANGEL_PROVIDER_DOWN_POLICY", "wait", {"wait", "move"}),
+    # Routing reads the open load (tasks per provider, effort hours per person) with two aggregates
+    # over every open task; each process keeps the result this many milliseconds, plus the tasks it
+    # created itself since (tasks_app/selectors.py, "Open load"). 0 reads it for every decision.
+    "ROUTING_LOAD_TTL_MS": env_int("ARCHANGEL_ROUTING_LOAD_TTL_MS", 1000, minimum=0),
     # Local hour (0-23, in each assignee's time zone) from which the morning plan email goes out.
     "PLAN_EMAIL_HOUR": env_int("ARCHANGEL_PLAN_EMAIL_HOUR", 7, minimum=0),
     # Sends of one plan email that failed before it is given up (each email job run retries once).
     "PLAN_EMAIL_MAX_ATTEMPTS": env_int("ARCHANGEL_PLAN_EMAIL_MAX_ATTEMPTS", 3, minimum=1),
 }
+if ARCHANGEL["ROUTING_LOAD_TTL_MS"] > 2000:
+    # The documented bound on how stale routing's view of other processes' work may be.
+    raise ImproperlyConfigured(
+        f"ARCHANGEL_ROUTING_LOAD_TTL_MS must be at most 2000, got {ARCHANGEL['ROUTING_LOAD_TTL_MS']}"
+    )
 # How long finished records are kept (archangel/audit/retention.py; a beat job purges daily).
 ARCHANGEL_RETENTION = {
     "OUTBOX_DAYS": env_int("ARCHANGEL_RETENTION_OUTBOX_DAYS", 30, minimum=1),

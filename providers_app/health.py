@@ -10,7 +10,7 @@ from providers_app.models import Provider
 UNAVAILABLE = (Provider.Health.DOWN, Provider.Health.DISABLED)
 
 
-def unavailable_provider_ids() -> set[uuid.UUID]:
+def unavailable_provider_ids(rows: list[tuple[uuid.UUID, str]] | None = None) -> set[uuid.UUID]:
     """Providers that are disabled, down, or whose circuit breaker is open.
 
     One query and one Redis round trip (every breaker's state and opening time), whatever
@@ -20,8 +20,11 @@ def unavailable_provider_ids() -> set[uuid.UUID]:
     close the breaker (otherwise an idle provider, avoided by routing, would stay down for
     ever). Without an open breaker, ``down`` (set by a provider-down event) and ``disabled``
     (an operator's decision) hold.
+
+    ``rows``: the providers' ``(id, health_status)`` when the caller has just read them (no query then).
     """
-    rows = list(Provider.objects.values_list("id", "health_status"))
+    if rows is None:
+        rows = list(Provider.objects.values_list("id", "health_status"))
     holding = breakers.holding_back(pid for pid, health in rows if health != Provider.Health.DISABLED)
     unavailable = set()
     for pid, health in rows:

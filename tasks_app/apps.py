@@ -13,3 +13,7 @@ class TasksConfig(AppConfig):
         from tasks_app import delivery
 
         delivery.register()
+
+        from tasks_app import selectors
+
+        selectors.connect_signals()

@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterable
 
+from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Sum
+from django.db.models.signals import post_delete, post_save
 
+from archangel.db import rows_inserted
 from providers_app.health import unavailable_provider_ids
 from providers_app.models import Provider
 from tasks_app import routing
-from tasks_app.models import Assignee, AssigneeIdentity, RoutingDecision, Task
+from tasks_app.models import AssigneeIdentity, RoutingDecision, Task
 from tasks_app.status import OPEN
 
 
 def routing_inputs() -> routing.RoutingInputs:
     """Providers with health and load, active assignees with identities and open effort, and the
-    round-robin cursor: the inputs of a whole batch of routing decisions, in at most six queries
-    (one when no provider is configured)."""
+    round-robin cursor: the inputs of a whole batch of routing decisions. Three queries (one when
+    no provider is configured), plus the two open-load aggregates when this process's copy is
+    older than ``ROUTING_LOAD_TTL_MS`` (see "Open load" below)."""
     rows = list(Provider.objects.values_list("id", "name", "type", "weight", "health_status"))
     if not rows:
         return routing.RoutingInputs(providers={}, assignees={})
-    down = unavailable_provider_ids()
+    down = unavailable_provider_ids([(pid, health) for pid, _, _, _, health in rows])
+    provider_load, assignee_load = open_load.read()
     providers = {
         pid: routing.ProviderState(
             id=pid,
             name=name,
             type=ptype,
             weight=weight,
+            open_tasks=provider_load.get(pid, 0),
             unavailable_reason=(
                 health if health in (Provider.Health.DOWN, Provider.Health.DISABLED) else "circuit breaker open"
             )
@@ -36,32 +45,21 @@ def routing_inputs() -> routing.RoutingInputs:
         )
         for pid, name, ptype, weight, health in rows
     }
-    for pid, count in (
-        Task.objects.filter(status__in=OPEN, provider__isnull=False)
-        .values_list("provider_id")
-        .annotate(n=Count("id"))
-        .order_by()
+    people: dict[uuid.UUID, tuple[str, float, set[uuid.UUID]]] = {}
+    for assignee_id, provider_id, name, capacity in AssigneeIdentity.objects.filter(assignee__active=True).values_list(
+        "assignee_id", "provider_id", "assignee__name", "assignee__capacity_hours_per_day"
     ):
-        if pid in providers:
-            providers[pid].open_tasks = count
-    identities: dict[uuid.UUID, set[uuid.UUID]] = {}
-    for assignee_id, provider_id in AssigneeIdentity.objects.filter(assignee__active=True).values_list(
-        "assignee_id", "provider_id"
-    ):
-        identities.setdefault(assignee_id, set()).add(provider_id)
-    assignees: dict[uuid.UUID, routing.AssigneeState] = {}
-    if identities:
-        loads = open_hours_by_assignee(identities)
-        for aid, name, capacity in Assignee.objects.filter(id__in=identities).values_list(
-            "id", "name", "capacity_hours_per_day"
-        ):
-            assignees[aid] = routing.AssigneeState(
-                id=aid,
-                name=name,
-                capacity_hours=float(capacity),
-                open_hours=loads.get(aid, 0.0),
-                provider_ids=frozenset(identities[aid]),
-            )
+        people.setdefault(assignee_id, (name, float(capacity), set()))[2].add(provider_id)
+    assignees = {
+        aid: routing.AssigneeState(
+            id=aid,
+            name=name,
+            capacity_hours=capacity,
+            open_hours=assignee_load.get(aid, 0.0),
+            provider_ids=frozenset(provider_ids),
+        )
+        for aid, (name, capacity, provider_ids) in people.items()
+    }
     last = None
     if assignees:
         last = (
@@ -71,6 +69,16 @@ def routing_inputs() -> routing.RoutingInputs:
             .first()
         )
     return routing.RoutingInputs(providers=providers, assignees=assignees, last_assignee_id=last)
+
+
+def open_tasks_by_provider() -> dict[uuid.UUID, int]:
+    """Open tasks per provider, one aggregate query (the partial index ``tasks_task_open_provider``)."""
+    return dict(
+        Task.objects.filter(status__in=OPEN, provider__isnull=False)
+        .values_list("provider_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
 
 
 def open_hours_by_assignee(assignee_ids: Iterable[uuid.UUID] | None = None) -> dict[uuid.UUID, float]:
@@ -83,6 +91,100 @@ def open_hours_by_assignee(assignee_ids: Iterable[uuid.UUID] | None = None) -> d
         aid: float(total or 0)
         for aid, total in rows.values_list("assignee_id").annotate(h=Sum("effort_hours")).order_by()
     }
+
+
+# --- Open load -------------------------------------------------------------------------------------
+
+
+class OpenLoad:
+    """This process's copy of the open load routing balances on: open tasks per provider and open
+    effort hours per assignee.
+
+    Why a copy: the exact figures are two aggregates over every open task (about 100 ms at
+    50,000 open tasks on the reference machine), and paying them on every ``POST /api/tasks``
+    was most of a single create's routing. Why not counters kept in a table: every create would
+    update the same few provider rows and hold their row locks until it commits, serializing
+    concurrent creates (and a 1,000-task import would hold them for the whole import), and
+    every write path (updates, webhooks, the admin) would have to keep them right.
+
+    How it stays right:
+
+    - the aggregates are read again once the copy is ``ROUTING_LOAD_TTL_MS`` old (1 s by
+      default, at most 2 s), so anything done elsewhere (other processes' creates, updates,
+      completions) reaches routing within that time;
+    - tasks this process inserts are added to the copy when their transaction commits
+      (``archangel.db.rows_inserted``), so a burst of creates in one process spreads its work
+      at once, as a bulk request does within itself;
+    - any other save or delete of a task in this process (an update, a completion, a move)
+      drops the copy when it commits, so the next decision reads the aggregates again;
+    - a read made inside a transaction is never kept: it may count that transaction's own
+      uncommitted work.
+
+    What it costs: a decision may miss up to one TTL of other processes' work, so two
+    processes creating at once can both pick the same least-loaded person for that second.
+    Routing is a balancing heuristic and every decision records the loads it saw.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken: float | None = None  # time.monotonic() when the kept aggregates were started
+        self._providers: dict[uuid.UUID, int] = {}
+        self._assignees: dict[uuid.UUID, float] = {}
+
+    def read(self) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, float]]:
+        """``(open tasks by provider, open hours by assignee)``: copies the caller may change."""
+        ttl = settings.ARCHANGEL["ROUTING_LOAD_TTL_MS"] / 1000
+        with self._lock:
+            if self._taken is not None and time.monotonic() - self._taken < ttl:
+                return dict(self._providers), dict(self._assignees)
+        started = time.monotonic()
+        providers = open_tasks_by_provider()
+        assignees = open_hours_by_assignee()
+        if ttl > 0 and not transaction.get_connection().in_atomic_block:
+            with self._lock:
+                self._taken, self._providers, self._assignees = started, providers, assignees
+        return dict(providers), dict(assignees)
+
+    def add(self, tasks: Iterable[Task]) -> None:
+        """Count newly committed tasks in the kept copy."""
+        with self._lock:
+            if self._taken is None:
+                return
+            for task in tasks:
+                if task.status not in OPEN:
+                    continue
+                if task.provider_id is not None:
+                    self._providers[task.provider_id] = self._providers.get(task.provider_id, 0) + 1
+                if task.assignee_id is not None:
+                    hours = float(task.effort_hours or 0)
+                    self._assignees[task.assignee_id] = self._assignees.get(task.assignee_id, 0.0) + hours
+
+    def forget(self) -> None:
+        with self._lock:
+            self._taken = None
+
+
+open_load = OpenLoad()
+
+# Fields whose change moves a task's load; a save that names only others keeps the copy.
+_LOAD_FIELDS = frozenset({"status", "provider", "provider_id", "assignee", "assignee_id", "effort_hours"})
+
+
+def _task_inserted(sender, objs, **kwargs) -> None:
+    tasks = list(objs)
+    transaction.on_commit(lambda: open_load.add(tasks))
+
+
+def _task_changed(sender, instance, update_fields=None, **kwargs) -> None:
+    if update_fields is not None and not (set(update_fields) & _LOAD_FIELDS):
+        return
+    transaction.on_commit(open_load.forget)
+
+
+def connect_signals() -> None:
+    rows_inserted.connect(_task_inserted, sender=Task, dispatch_uid="tasks_app.open_load.inserted")
+    post_save.connect(_task_changed, sender=Task, dispatch_uid="tasks_app.open_load.saved")
+    post_delete.connect(_task_changed, sender=Task, dispatch_uid="tasks_app.open_load.deleted")
 
 
 def latest_routing(task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RoutingDecision]:
