@@ -2,7 +2,9 @@
 
 DRF's SimpleRateThrottle keeps every request's timestamp in one cache value and
 rewrites it on each request, which grows with the rate; a counter per window is
-one atomic ``incr``.
+one atomic ``incr``. On Redis the count is one round trip (a two-line script that
+increments and, on the window's first request, sets the expiry): Django's ``add`` and
+``incr`` took three (``SET NX``, ``EXISTS``, ``INCRBY``) on every API request.
 """
 
 import hashlib
@@ -14,6 +16,32 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 log = logging.getLogger(__name__)
+
+# KEYS[1] = the window's counter, ARGV[1] = its lifetime in seconds.
+_COUNT_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+_scripts: dict[int, object] = {}
+
+
+def count_in_window(key: str, ttl: int) -> int:
+    """Add one to ``key``'s counter (created with ``ttl`` seconds to live) and return it."""
+    backend = getattr(cache, "_cache", None)
+    if hasattr(backend, "get_client") and hasattr(cache, "make_and_validate_key"):
+        client = backend.get_client(key, write=True)
+        script = _scripts.get(id(client))
+        if script is None:
+            script = _scripts[id(client)] = client.register_script(_COUNT_SCRIPT)
+        return int(script(keys=[cache.make_and_validate_key(key)], args=[ttl]))
+    # Other caches (local memory in tests, files in development): add, then incr.
+    cache.add(key, 0, ttl)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, ttl)
+        return 1
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -39,12 +67,7 @@ class TokenRateThrottle(BaseThrottle):
         key = "throttle:" + hashlib.sha256(f"{ident}:{window_start}".encode()).hexdigest()[:32]
         self.now = now
         try:
-            cache.add(key, 0, self.window + 1)
-            try:
-                count = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.set(key, 1, self.window + 1)
-                count = 1
+            count = count_in_window(key, self.window + 1)
         except Exception:  # noqa: BLE001 - fail open: a cache outage must not refuse every request
             log.warning("throttle cache unavailable; request allowed")
             return True

@@ -7,6 +7,7 @@ is harmless: the claim is exclusive (``outbox_app/drain.py``).
 """
 
 import logging
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -18,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 DRAIN_TASK = "outbox.drain"
 WAKEUP_KEY = "outbox:drain-wakeup"
+# When this process last asked the cache for the wake-up flag (monotonic seconds).
+_last_try = {"at": float("-inf")}
 
 
 # acks_late + reject_on_worker_lost (settings): a drain whose worker dies is redelivered, and
@@ -34,6 +37,13 @@ def send_wakeup() -> bool:
     (it runs after the commit: the events are safe, and beat will drain them anyway)."""
     if not settings.OUTBOX_WAKEUP:
         return False
+    # Within a window of this process's last try, the flag is set already (by us or by
+    # another process): asking Redis again would only hear "no". This spares a round trip
+    # on all but one commit per window and process.
+    now = time.monotonic()
+    if now - _last_try["at"] < settings.OUTBOX_WAKEUP_WINDOW_SECONDS:
+        return False
+    _last_try["at"] = now
     try:
         # cache.add is atomic in Redis (SET NX): of 1,000 concurrent commits one sends.
         if not cache.add(WAKEUP_KEY, 1, timeout=settings.OUTBOX_WAKEUP_WINDOW_SECONDS):

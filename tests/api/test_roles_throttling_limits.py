@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 from django.contrib.auth.models import Group
 
@@ -58,6 +60,22 @@ def test_each_token_has_a_request_budget(api, operator_api, settings, monkeypatc
     assert_envelope(response, 429, "throttled")
     assert int(response["Retry-After"]) == 50
     assert operator_api.get("/api/tasks").status_code == 200  # another token's budget is its own
+
+
+@pytest.mark.redis
+def test_on_redis_the_window_counter_is_one_script_that_sets_its_expiry(settings):
+    from django.core.cache import cache
+
+    from archangel.throttling import count_in_window
+
+    settings.CACHES = {"default": {"BACKEND": "archangel.cache.RedisCache", "LOCATION": settings.REDIS_URL}}
+    key = f"throttle:test:{uuid.uuid4().hex}"
+    try:
+        assert [count_in_window(key, 30) for _ in range(3)] == [1, 2, 3]
+        client = cache._cache.get_client(key)
+        assert 0 < client.ttl(cache.make_and_validate_key(key)) <= 30
+    finally:
+        cache.delete(key)
 
 
 def test_an_oversized_body_is_a_413_before_parsing_and_writes_nothing(api, settings):

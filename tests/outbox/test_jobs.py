@@ -10,6 +10,12 @@ from tests.factories import make_provider
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def fresh_process(monkeypatch):
+    """Each test starts as a process that never tried to send a wake-up."""
+    monkeypatch.setitem(jobs._last_try, "at", float("-inf"))
+
+
 def test_the_drain_is_scheduled_in_beat_and_editable_in_the_admin():
     task = PeriodicTask.objects.get(name="outbox-drain")
     assert task.task == jobs.DRAIN_TASK == "outbox.drain"
@@ -35,6 +41,22 @@ def test_a_burst_of_commits_sends_one_wakeup(monkeypatch, settings, django_captu
             task_create(data={"title": f"Burst {i}", "provider": str(provider.id)})
     assert len(sent) == 1
     assert sent[0]["expires"] == 30
+
+
+def test_within_a_window_a_process_does_not_ask_the_cache_again(monkeypatch, settings):
+    settings.OUTBOX_WAKEUP = True
+    settings.OUTBOX_WAKEUP_WINDOW_SECONDS = 1
+    now = {"t": 500.0}
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: now["t"])
+    asked, sent = [], []
+    monkeypatch.setattr(jobs.cache, "add", lambda *a, **kw: asked.append(a) or True)
+    monkeypatch.setattr(jobs.outbox_drain, "apply_async", lambda **kw: sent.append(kw))
+    assert jobs.send_wakeup() is True
+    now["t"] += 0.5
+    assert jobs.send_wakeup() is False  # the flag is set already: no round trip
+    now["t"] += 0.6
+    assert jobs.send_wakeup() is True
+    assert len(asked) == 2 and len(sent) == 2
 
 
 def test_a_broker_outage_does_not_fail_the_committed_write(monkeypatch, settings, django_capture_on_commit_callbacks):
