@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Sum
 from django.db.models.signals import post_delete, post_save
 
@@ -25,7 +25,7 @@ def routing_inputs() -> routing.RoutingInputs:
     round-robin cursor: the inputs of a whole batch of routing decisions. Three queries (one when
     no provider is configured), plus the two open-load aggregates when this process's copy is
     older than ``ROUTING_LOAD_TTL_MS`` (see "Open load" below)."""
-    rows = list(Provider.objects.values_list("id", "name", "type", "weight", "health_status"))
+    rows = _providers()
     if not rows:
         return routing.RoutingInputs(providers={}, assignees={})
     down = unavailable_provider_ids([(pid, health) for pid, _, _, _, health in rows])
@@ -69,6 +69,18 @@ def routing_inputs() -> routing.RoutingInputs:
             .first()
         )
     return routing.RoutingInputs(providers=providers, assignees=assignees, last_assignee_id=last)
+
+
+def _providers() -> list[tuple[uuid.UUID, str, str, int, str]]:
+    """``(id, name, type, weight, health_status)`` of every provider. Plain SQL: this runs for
+    every create, and compiling the ORM query cost more than running it."""
+    table = Provider._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, name, type, weight, health_status FROM {table}")  # noqa: S608
+        rows = cursor.fetchall()
+    if connection.vendor != "postgresql":  # SQLite hands back the UUID as text
+        rows = [(uuid.UUID(str(pid)), *rest) for pid, *rest in rows]
+    return rows
 
 
 def open_tasks_by_provider() -> dict[uuid.UUID, int]:

@@ -109,8 +109,11 @@ def record(entries: list[Entry]) -> None:
 
     actor, source = current_actor()
     request_id = str(log_context().get("request_id", ""))[:64]
-    if len(entries) > 20 and connection.vendor == "postgresql":
-        _insert_unnest(entries, actor[:150], source, request_id)
+    if connection.vendor == "postgresql":
+        if len(entries) > 20:
+            _insert_unnest(entries, actor[:150], source, request_id)
+        else:
+            _insert_values(entries, actor[:150], source, request_id)
         return
     rows = [
         AuditEntry(
@@ -129,6 +132,29 @@ def record(entries: list[Entry]) -> None:
         rows[0].save(force_insert=True)
     else:
         AuditEntry.objects.bulk_create(rows, batch_size=1000)
+
+
+_COLUMNS = "at, actor, source, action, object_type, object_id, object_repr, changes, request_id"
+
+
+def _insert_values(entries: list[Entry], actor: str, source: str, request_id: str) -> None:
+    """A few entries (one per single create or update) as one plain INSERT: the ORM's
+    ``save()`` compiled a statement for every entry, a tenth of a single create's CPU."""
+    import json
+
+    from django.db import connection
+    from django.utils import timezone
+
+    now = timezone.now()
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)"] * len(entries))
+    params: list[Any] = []
+    for e in entries:
+        params += [
+            now, actor, source, e.action, e.object_type, e.object_id, e.object_repr[:200],
+            json.dumps(e.changes or {}, cls=DjangoJSONEncoder), request_id,
+        ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO audit_auditentry ({_COLUMNS}) VALUES {rows}", params)  # noqa: S608
 
 
 def _insert_unnest(entries: list[Entry], actor: str, source: str, request_id: str) -> None:
