@@ -119,11 +119,17 @@ def _aware(value) -> bool:
     return type(value) is dt.datetime and value.tzinfo is not None
 
 
-def _server_binding_cursor(connection):
+def _server_binding_cursor(connection, *, binary: bool = False):
+    """A plain psycopg cursor on Django's connection (same transaction as everything else
+    Django does), with server-side binding. ``binary``: results come in binary and are parsed
+    by psycopg's C loaders, not by the text loaders Django registers (its ``timestamptz``
+    loader is Python)."""
     import psycopg
 
-    # Same connection, so the same transaction as everything else Django does.
-    return psycopg.Cursor(connection.connection)
+    cursor = psycopg.Cursor(connection.connection)
+    if binary:
+        cursor.format = psycopg.pq.Format.BINARY
+    return cursor
 
 
 def is_retryable_conflict(exc: Exception) -> bool:

@@ -64,12 +64,15 @@ def _group(c: Candidate) -> int:
     return 3
 
 
+_FAR = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 def _order_key(c: Candidate):
-    far = dt.datetime.max.replace(tzinfo=dt.UTC)
-    deadline = c.deadline or far
+    # Ids compare as their canonical strings do (fixed-width hex), without building the strings.
+    deadline = c.deadline or _FAR
     if c.overdue:
-        return (0, deadline, -c.score, str(c.id))
-    return (_group(c), -c.score, deadline, str(c.id))
+        return (0, deadline, -c.score, c.id)
+    return (_group(c), -c.score, deadline, c.id)
 
 
 def _reason(c: Candidate, rank: int) -> str:
@@ -101,17 +104,17 @@ def _item(c: Candidate, reason: str, **extra) -> dict:
 def build(candidates: list[Candidate], capacity_hours: float) -> Plan:
     """The plan of one person's day."""
     plan = Plan(capacity_hours=float(capacity_hours))
-    by_score = {c.id: i + 1 for i, c in enumerate(sorted(candidates, key=lambda c: (-c.score, str(c.id))))}
+    by_score = {c.id: i + 1 for i, c in enumerate(sorted(candidates, key=lambda c: (-c.score, c.id)))}
     used = 0.0
     for c in sorted(candidates, key=_order_key):
         hours = _hours(c)
-        reason = _reason(c, by_score[c.id])
         kind = ("overdue", "critical", "rolled_over", "by_score")[_group(c)]
         if used + hours <= plan.capacity_hours + _EPS:
-            plan.items.append(_item(c, reason, kind=kind, over_capacity=False))
+            plan.items.append(_item(c, _reason(c, by_score[c.id]), kind=kind, over_capacity=False))
             used += hours
         elif c.overdue:
-            plan.items.append(_item(c, reason + "; beyond capacity", kind=kind, over_capacity=True))
+            reason = _reason(c, by_score[c.id]) + "; beyond capacity"
+            plan.items.append(_item(c, reason, kind=kind, over_capacity=True))
             used += hours
         else:
             left = max(0.0, plan.capacity_hours - used)
