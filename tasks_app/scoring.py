@@ -25,6 +25,11 @@ score is in [0, 1] too. The curves (``h`` = hours):
   creation when there was none), half-way after two days: ``1 - 0.5 ** (h / 48)``.
 
 Naive datetimes are taken as UTC, as the API reads them.
+
+The same formula in SQL (``sql_columns``) lets the bulk rescoring job score 100,000 tasks
+inside PostgreSQL instead of reading them out and writing them back; it is built here, from
+the same constants, and a test holds it equal to ``score`` value for value on thousands of
+generated tasks (``tests/tasks/test_scoring_sql.py``).
 """
 
 from __future__ import annotations
@@ -156,3 +161,79 @@ def validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
     if abs(total - 1.0) > _WEIGHT_TOLERANCE:
         raise ValueError(f"the weights must sum to 1, got {total:g}")
     return {name: float(weights[name]) for name in FACTORS}
+
+
+# --- The same formula in SQL ------------------------------------------------------------------------
+
+
+def sql_factors(*, now: str, task: str = "t", client: str = "c") -> dict[str, str]:
+    """SQL expressions (PostgreSQL) for every factor, equal to ``factors()`` for the same row and
+    instant. ``now`` is the SQL of the instant (a ``timestamptz`` parameter); ``task`` and
+    ``client`` the aliases of the task and the (LEFT JOINed) client table.
+
+    Values are computed as the Python code computes them, operation for operation in double
+    precision, so they agree to the last bit:
+
+    - hours between two instants: the interval's exact seconds (``extract(epoch ...)`` is an
+      exact numeric) to ``float8``, divided by 3600, as ``timedelta.total_seconds() / 3600``;
+    - ``x ** y`` is C's ``pow`` on both sides; PostgreSQL raises on underflow where Python gives a
+      denormal, so past 1,000 halvings (under 1e-301, 0 once rounded) the SQL takes 0;
+    - ``GREATEST``/``LEAST`` skip NULLs, so every nullable input is tested with ``CASE`` first,
+      as the Python tests ``is None``.
+    """
+    deadline, created, progress = f"{task}.deadline", f"{task}.created_at", f"{task}.last_progress_at"
+    left = _sql_hours(deadline, now)
+    age = f"GREATEST({_f(0)}, {_sql_hours(now, created)})"
+    since = f"GREATEST({_f(0)}, {_sql_hours(now, f'COALESCE({progress}, {created})')})"
+    one = _f(1)
+    return {
+        "urgency": f"(CASE WHEN {deadline} IS NULL THEN {_f(NO_DEADLINE_URGENCY)} WHEN {left} <= {_f(0)} THEN {one} "
+        f"ELSE {_sql_clamp(f'{one} / ({one} + {left} / {_f(URGENCY_HALF_HOURS)})')} END)",
+        "importance": _sql_clamp(
+            f"((CASE WHEN {client}.importance IS NULL THEN {_f(NO_CLIENT_IMPORTANCE)} "
+            f"ELSE {_sql_clamp(f'{client}.importance::float8')} END) + "
+            f"{_sql_clamp(f'({task}.priority - 1)::float8 / {_f(3)}')}) / {_f(2)}"
+        ),
+        "effort_factor": f"(CASE WHEN {task}.effort_hours IS NULL THEN {_f(UNKNOWN_EFFORT_FACTOR)} ELSE "
+        f"{_sql_clamp(f'{one} / ({one} + GREATEST({_f(0)}, {task}.effort_hours::float8) / {_f(EFFORT_HALF_HOURS)})')} "
+        "END)",
+        "freshness": _sql_clamp(_sql_half_power(f"{age} / {_f(FRESHNESS_HALF_LIFE_HOURS)}")),
+        "sla_pressure": f"(CASE WHEN {client}.sla_hours IS NULL OR {client}.sla_hours <= 0 THEN {_f(0)} "
+        f"ELSE {_sql_clamp(f'{_sql_hours(now, created)} / {client}.sla_hours::float8')} END)",
+        "recent_progress_inv": _sql_clamp(f"{one} - {_sql_half_power(f'{since} / {_f(PROGRESS_HALF_HOURS)}')}"),
+    }
+
+
+def sql_score(*, factors: str = "f", weights: str = "w") -> tuple[str, str]:
+    """``(score, breakdown)`` in SQL from a row ``factors`` with one column per factor (as
+    ``sql_factors`` computes them) and a row ``weights`` with one ``float8`` column per factor:
+    ``score()``'s weighted sum, clamped and rounded, and its rounded factors as ``jsonb``.
+
+    Rounding to ``DIGITS`` places is ``round(x * 10^DIGITS) / 10^DIGITS`` in ``float8``: halves go
+    to even, as Python's ``round`` does for values that are exact halves in binary.
+    """
+    total = " + ".join(f"{weights}.{name} * {factors}.{name}" for name in FACTORS)  # Python's sum(), in order
+    pairs = ", ".join(f"'{name}', {_sql_round(f'{factors}.{name}')}" for name in FACTORS)
+    return _sql_round(_sql_clamp(f"({total})")), f"jsonb_build_object({pairs})"
+
+
+def _f(value: float) -> str:
+    return f"{float(value)!r}::float8"
+
+
+def _sql_clamp(x: str) -> str:
+    # Every input is finite (column constraints), so no NaN reaches this.
+    return f"LEAST(GREATEST({x}, {_f(0)}), {_f(1)})"
+
+
+def _sql_hours(later: str, earlier: str) -> str:
+    return f"(extract(epoch FROM ({later}) - ({earlier}))::float8 / {_f(3600)})"
+
+
+def _sql_half_power(exponent: str) -> str:
+    return f"(CASE WHEN {exponent} >= {_f(1000)} THEN {_f(0)} ELSE power({_f(0.5)}, {exponent}) END)"
+
+
+def _sql_round(x: str) -> str:
+    scale = _f(10**DIGITS)
+    return f"(round(({x}) * {scale}) / {scale})"

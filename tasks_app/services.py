@@ -587,14 +587,25 @@ def tasks_rescore_open(*, now: dt.datetime | None = None, batch_size: int = RESC
     """Recompute the score of every open task (time alone moves urgency, freshness, SLA
     pressure and progress); returns how many rows changed.
 
-    Keyset batches of ``batch_size``: one SELECT (task and client columns) and one
-    ``UPDATE ... FROM unnest(...)`` per batch, each batch its own short transaction, so
-    the job never holds many row locks at once. A row is only written when its score or
-    breakdown changed, and only if its ``version`` is still the one read: a task changed
-    meanwhile was already rescored by ``task_update`` and is left alone. ``updated_at`` and
-    ``version`` are not touched: a new score is not a change a provider sees.
+    Keyset batches of ``batch_size`` tasks, each batch its own short transaction, so the job
+    never holds many row locks at once. A row is only written when its score or breakdown
+    changed, and only if its ``version`` is still the one read: a task changed meanwhile was
+    already rescored by ``task_update`` and is left alone. ``updated_at`` and ``version`` are
+    not touched: a new score is not a change a provider sees.
+
+    On PostgreSQL each batch is one statement that computes the formula in SQL
+    (``scoring.sql_factors``, the Python formula expressed operation for operation and held
+    equal to it by a test) and updates the rows in place: nothing is read into Python. Reading
+    100,000 tasks out, scoring them in Python and writing them back took ten times as long as
+    reading them. Elsewhere (SQLite in development) the rows are scored in Python.
     """
     now = now or timezone.now()
+    if transaction.get_connection().vendor == "postgresql":
+        return _rescore_in_sql(now, batch_size)
+    return _rescore_in_python(now, batch_size)
+
+
+def _rescore_in_python(now: dt.datetime, batch_size: int) -> int:
     weights = settings.SCORE_WEIGHTS
     last_id = None
     changed = 0
@@ -627,6 +638,49 @@ def tasks_rescore_open(*, now: dt.datetime | None = None, batch_size: int = RESC
             )
             updates.append((task_id, version, value, breakdown))
         changed += _write_scores(updates)
+
+
+def rescore_sql() -> str:
+    """One batch of ``_rescore_in_sql``: the next ``%(limit)s`` open tasks after ``%(after)s`` (by
+    id) scored at ``%(now)s`` and written where they changed; returns the batch's last id and the
+    number of rows written."""
+    factors = scoring.sql_factors(now="%(now)s::timestamptz", task="t", client="c")
+    score, breakdown = scoring.sql_score(factors="f", weights="w")
+    weights = ", ".join(f"%({name})s::float8 AS {name}" for name in scoring.FACTORS)
+    closed = ", ".join(f"'{status}'" for status in sorted(CLOSED))
+    # Built from this module's constants and scoring's; every value travels as a parameter.
+    batch = (
+        "SELECT t.id, t.version, "  # noqa: S608
+        + ", ".join(f"{expr} AS {name}" for name, expr in factors.items())
+        + " FROM tasks_app_task t LEFT JOIN tasks_app_client c ON c.id = t.client_id"
+        f" WHERE t.status NOT IN ({closed}) AND t.id > %(after)s::uuid ORDER BY t.id LIMIT %(limit)s"
+    )
+    return (
+        f"WITH batch AS ({batch}), scored AS ("  # noqa: S608
+        f"  SELECT f.id, f.version, {score} AS score, {breakdown} AS breakdown"
+        f"  FROM batch f CROSS JOIN (SELECT {weights}) w"
+        "), written AS ("
+        "  UPDATE tasks_app_task AS t SET score = s.score, score_breakdown = s.breakdown FROM scored s"
+        "  WHERE t.id = s.id AND t.version = s.version"
+        "  AND (t.score IS DISTINCT FROM s.score OR t.score_breakdown IS DISTINCT FROM s.breakdown)"
+        "  RETURNING 1"
+        ") SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM written)"
+    )
+
+
+def _rescore_in_sql(now: dt.datetime, batch_size: int) -> int:
+    sql = rescore_sql()
+    params: dict[str, Any] = {"now": now, "limit": batch_size, **settings.SCORE_WEIGHTS}
+    after = uuid.UUID(int=0)
+    changed = 0
+    connection = transaction.get_connection()
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, {**params, "after": after})
+            last, written = cursor.fetchone()
+        if last is None:
+            return changed
+        after, changed = last, changed + written
 
 
 def _write_scores(updates: list[tuple[uuid.UUID, int, float, dict]]) -> int:

@@ -52,6 +52,8 @@ def test_the_rescoring_job_refreshes_open_tasks_only_and_keeps_versions(api):
 
 
 def test_the_rescoring_job_leaves_a_task_changed_since_it_was_read(api, monkeypatch):
+    # The portable path (SQLite in development) reads, scores in Python, then writes; PostgreSQL
+    # scores in one statement (tests/tasks/test_scoring_sql.py has its concurrent-update test).
     task_id = api.post("/api/tasks", {"title": "Racing"}).json()["id"]
     real = services._write_scores
 
@@ -60,7 +62,7 @@ def test_the_rescoring_job_leaves_a_task_changed_since_it_was_read(api, monkeypa
         return real(updates)
 
     monkeypatch.setattr(services, "_write_scores", change_first)
-    assert services.tasks_rescore_open(now=timezone.now() + dt.timedelta(days=3)) == 0
+    assert services._rescore_in_python(timezone.now() + dt.timedelta(days=3), services.RESCORE_BATCH) == 0
     assert Task.objects.get(pk=task_id).score == 0.99
 
 
