@@ -27,6 +27,8 @@ def test_run_sandbox_serves_with_its_flags_and_stops_on_sigterm():
             "2",
             "--fault",
             "trello:error_next=1",
+            "--todoist-sync-per-user",
+            "7",
         ],
         cwd=ROOT,
         env=env,
@@ -51,6 +53,8 @@ def test_run_sandbox_serves_with_its_flags_and_stops_on_sigterm():
         assert trello.status_code == 500
         todoist = requests.get(base + "/todoist/api/v1/user", headers={"Authorization": "Bearer env-token"}, timeout=5)
         assert todoist.status_code == 200
+        limits = requests.get(base + "/_sandbox/limits", timeout=5).json()
+        assert limits["todoist"]["sync_per_user"] == 7
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=15)

@@ -102,6 +102,9 @@ class Command(BaseCommand):
         parser.add_argument("--trello-period", type=float, help="Trello window in seconds (10)")
         parser.add_argument("--todoist-per-user", type=float, help="Todoist requests per period per user")
         parser.add_argument("--todoist-period", type=float, help="Todoist window in seconds (900)")
+        parser.add_argument(
+            "--todoist-sync-per-user", type=float, help="Todoist POST /sync requests per period per user (1000)"
+        )
         parser.add_argument("--latency-ms", type=float, help="fault for all providers: fixed latency")
         parser.add_argument("--jitter-ms", type=float, help="fault for all providers: extra uniform jitter")
         parser.add_argument("--error-rate", type=float, help="fault for all providers: fraction of 5xx")
@@ -153,6 +156,7 @@ class Command(BaseCommand):
             ("trello_period", "trello", "period"),
             ("todoist_per_user", "todoist", "per_user"),
             ("todoist_period", "todoist", "period"),
+            ("todoist_sync_per_user", "todoist", "sync_per_user"),
         ):
             if options[flag] is not None:
                 limits.setdefault(provider, {})[key] = options[flag]
