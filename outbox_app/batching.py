@@ -32,7 +32,10 @@ requests of at most 100 commands (``gateway.deliver_batch``; docs/provider-apis.
 one ``reserve`` per request, one result per command mapped back to its event, each event
 recorded by the drain exactly as if it had been sent alone (retry, dead, 429 deferral,
 attempt row). A claim holds at most one event per aggregate, so a batch never holds two
-events of one task and per-task order is the claim's. Command uuids derive from the
+events of one task and per-task order is the claim's. Todoist's Sync API has a limit of its
+own besides the request limit (v9: 1,000 partial syncs per 15 minutes, UNCONFIRMED for v1,
+docs/provider-apis.md §3.6); it is no higher than the request budget a sync request is taken
+from, so keeping to that budget keeps to both (the sandbox enforces both). Command uuids derive from the
 events' idempotency keys, so a retried event repeats its command and Todoist drops it if
 it was done (§3.8). What cannot go in a batch takes the per-event path: a create whose
 outcome is unknown (it first looks for its task by reference), events without a provider,
