@@ -11,8 +11,8 @@ from providers_app import services as provider_services
 from providers_app.models import WebhookDelivery
 from providers_app.sandbox import SandboxServer
 from tasks_app import sync
-from tasks_app.models import Task
-from tasks_app.services import task_create
+from tasks_app.models import SyncConflict, Task, TaskSyncState
+from tasks_app.services import task_create, task_update
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis]
 SECRET = "td-e2e-client-secret"
@@ -252,3 +252,20 @@ def test_a_trello_card_moved_by_its_user_comes_back_once_and_our_own_writes_neve
     assert [e["op"] for e in writes] == ["webhook_create", "create", "user_update"]
     assert apply_what_trello_sent() == [200, 200, 200]
     assert WebhookDelivery.objects.count() == 3
+
+    # 4. Our own change goes out, and Trello reports it back (as it reports every action on the
+    # board): recognised as ours, it changes nothing, conflicts with nothing and sends nothing.
+    task_update(task_id=task.pk, data={"title": "Book the venue (Porto, 40 people)"}, partial=True)
+    assert _drain() == 1
+    # The rename, and the description rewritten around our reference line: one action each.
+    statuses = apply_what_trello_sent()
+    assert len(statuses) > 3 and set(statuses) == {200}
+    echoes = list(WebhookDelivery.objects.order_by("received_at")[3:])
+    assert echoes and {e.event for e in echoes} == {"updateCard"}
+    assert {e.status for e in echoes} <= {"processed", "ignored"}
+    task.refresh_from_db()
+    assert (task.title, task.status) == ("Book the venue (Porto, 40 people)", "in_progress")
+    assert TaskSyncState.objects.get(task=task).fields["title"]["by"] == "archangel"
+    assert not SyncConflict.objects.filter(task=task).exists()
+    assert _drain() == 0
+    assert [e["op"] for e in _control(sandbox, "GET", "effects?provider=trello")["effects"]][-1] == "update"
