@@ -57,6 +57,10 @@ DEMO_PROVIDERS = [
                 "completed": "5a4444444444444444444444",
             },
             "base_url": f"{SANDBOX}/trello/1",
+            # The sandbox's app secret for the demo key, which signs its webhooks: after
+            # `manage.py register_webhooks "Demo Trello" --url http://127.0.0.1:8000` changes made
+            # in the sandbox come back (docs/operations.md, "The provider sandbox").
+            "app_secret": "demo-trello-app-secret",
         },
     ),
     (
