@@ -64,6 +64,10 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "time": time.strftime("%Y-%m-%d %H:%M")}
     (out / "latest.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
+    # One file per scenario too, so a long run (sustained) keeps its figures when others run later.
+    for name in args.only or SCENARIOS:
+        mine = [asdict(r) for r in rows if r.scenario == name or r.scenario.startswith(f"{name} ")]
+        (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": mine}, indent=2))
     return 0 if all(r.ok is not False for r in rows) else 1
 
 
