@@ -6,6 +6,7 @@ Django's DATA_UPLOAD_MAX_MEMORY_SIZE does not apply to DRF's JSON parsing
 Content-Length with a 413 in the API's error envelope.
 """
 
+import time
 from http import HTTPStatus
 
 from django.conf import settings
@@ -84,14 +85,20 @@ class WebhookFastPathMiddleware:
     intake view itself (docs/benchmarks.md, "Webhook intake"). Placed after the request id, the
     error envelope, the body cap (413 before parsing) and ``SecurityMiddleware`` (HTTPS redirect,
     security headers), and inside django-prometheus's and OpenTelemetry's outer middleware
-    (request totals, latency, traces), this calls the webhook view directly and leaves
-    WhiteNoise, sessions, CommonMiddleware, CSRF, authentication, the audit context, messages,
-    clickjacking and the per-view metrics out. Any other path, including one under
-    ``/api/webhooks/`` that no webhook route matches, goes through the whole stack.
+    (request totals, traces), this calls the webhook view directly and leaves WhiteNoise,
+    sessions, CommonMiddleware, CSRF, authentication, the audit context, messages and
+    clickjacking out. Of django-prometheus's per-view metrics it records those the dashboard and
+    alerts read (responses by status, by status/view/method, latency by view). Any other path,
+    including one under ``/api/webhooks/`` that no webhook route matches, goes through the
+    whole stack.
     """
 
     def __init__(self, get_response):
+        from django_prometheus.middleware import PrometheusAfterMiddleware
+
         self.get_response = get_response
+        self._prometheus = PrometheusAfterMiddleware(get_response)
+        self._metrics = self._prometheus.metrics
 
     def __call__(self, request):
         if request.path_info.startswith("/api/webhooks/"):
@@ -100,10 +107,27 @@ class WebhookFastPathMiddleware:
             except Resolver404:
                 match = None
             if match is not None and match.url_name in WEBHOOK_URL_NAMES:
-                request.resolver_match = match
-                response = match.func(request, *match.args, **match.kwargs)
-                # What CommonMiddleware would add: a length, so the connection can be kept alive.
-                if not response.streaming and not response.has_header("Content-Length"):
-                    response["Content-Length"] = str(len(response.content))
-                return response
+                return self._webhook(request, match)
         return self.get_response(request)
+
+    def _webhook(self, request, match):
+        request.resolver_match = match
+        metrics, view, method = self._metrics, match.view_name, self._prometheus._method(request)
+        started = time.perf_counter()
+        try:
+            response = match.func(request, *match.args, **match.kwargs)
+        except Exception as exc:
+            metrics.exceptions_by_type.labels(type=type(exc).__name__).inc()
+            metrics.exceptions_by_view.labels(view=view).inc()
+            raise
+        finally:
+            metrics.requests_latency_by_view_method.labels(view=view, method=method).observe(
+                time.perf_counter() - started
+            )
+        status = str(response.status_code)
+        metrics.responses_by_status.labels(status=status).inc()
+        metrics.responses_by_status_view_method.labels(status=status, view=view, method=method).inc()
+        # What CommonMiddleware would add: a length, so the connection can be kept alive.
+        if not response.streaming and not response.has_header("Content-Length"):
+            response["Content-Length"] = str(len(response.content))
+        return response

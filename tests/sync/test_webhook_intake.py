@@ -306,6 +306,16 @@ def test_a_delivery_arriving_on_a_connection_the_database_dropped_is_stored_on_a
 
 
 def test_a_delivery_takes_the_short_middleware_path_and_keeps_the_security_headers(client, providers):
+    from prometheus_client import REGISTRY
+
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0
+
+    by_view = {"status": "200", "view": "webhook", "method": "POST"}
+    before = (
+        sample("django_http_responses_total_by_status_view_method_total", **by_view),
+        sample("django_http_requests_latency_seconds_by_view_method_count", view="webhook", method="POST"),
+    )
     response = post(client, "trello", example("trello"))
     assert response.status_code == 200 and response.json()["status"] == "accepted"
     # Outer middleware ran: request id, SecurityMiddleware's headers; a length for keep-alive.
@@ -314,6 +324,11 @@ def test_a_delivery_takes_the_short_middleware_path_and_keeps_the_security_heade
     assert int(response["Content-Length"]) == len(response.content)
     # The rest did not: no session or CSRF cookie, no clickjacking header, no Vary: Cookie.
     assert not response.cookies and "X-Frame-Options" not in response and "Vary" not in response
+    # The per-view metrics the dashboard reads are still recorded.
+    assert (
+        sample("django_http_responses_total_by_status_view_method_total", **by_view),
+        sample("django_http_requests_latency_seconds_by_view_method_count", view="webhook", method="POST"),
+    ) == (before[0] + 1, before[1] + 1)
     # Anything else under /api/webhooks/ still goes through the whole stack.
     other = client.post("/api/webhooks/trello/not-a-uuid", data=b"{}", content_type="application/json")
     assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
