@@ -661,7 +661,9 @@ def rescore_sql() -> str:
         f"  FROM batch f CROSS JOIN (SELECT {weights}) w"
         "), written AS ("
         "  UPDATE tasks_app_task AS t SET score = s.score, score_breakdown = s.breakdown FROM scored s"
-        "  WHERE t.id = s.id AND t.version = s.version"
+        # The id range lets the join read only this batch's rows by primary key, not the table.
+        "  WHERE t.id = s.id AND t.id > %(after)s::uuid AND t.id <= (SELECT id FROM batch ORDER BY id DESC LIMIT 1)"
+        "  AND t.version = s.version"
         "  AND (t.score IS DISTINCT FROM s.score OR t.score_breakdown IS DISTINCT FROM s.breakdown)"
         "  RETURNING 1"
         ") SELECT (SELECT id FROM batch ORDER BY id DESC LIMIT 1), (SELECT count(*) FROM written)"
