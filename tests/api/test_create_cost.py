@@ -1,0 +1,91 @@
+"""What one POST /api/tasks costs in statements, so the create path cannot quietly regress
+(docs/benchmarks.md, "Ingest": every statement is a round trip on the hot path)."""
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tasks_app import selectors
+from tests.factories import AssigneeFactory, ClientFactory, IdentityFactory, make_provider
+
+pytestmark = pytest.mark.django_db
+
+
+def _statements(ctx) -> list[str]:
+    """Each statement as its verb and table: 'SELECT providers_app_provider', 'INSERT tasks_app_task'..."""
+    out = []
+    for query in ctx.captured_queries:
+        sql = query["sql"].replace('"', "")
+        if sql.upper().startswith(("SAVEPOINT", "RELEASE")):
+            continue
+        verb = sql.split()[0].upper()
+        if verb in ("BEGIN", "COMMIT"):
+            out.append(verb)
+            continue
+        found = re.search(r"\b(?:FROM|INTO)\s+(\w+)", sql, re.IGNORECASE)
+        table = found.group(1) if found else sql[:60]
+        out.append(f"{verb} {table}")
+    return out
+
+
+def _post(api, body):
+    with CaptureQueriesContext(connection) as ctx:
+        response = api.post("/api/tasks", body)
+    assert response.status_code == 201, response.json()
+    return _statements(ctx)
+
+
+def test_a_create_without_providers_is_six_statements(api):
+    client = ClientFactory()
+    api.post("/api/tasks", {"title": "warm up"})  # the token's lookup is cached from here on
+    assert _post(api, {"title": "counted", "client": str(client.pk)}) == [
+        "SELECT tasks_app_client",  # the client exists, with what scoring and routing need of it
+        "SELECT providers_app_provider",  # routing: none configured, nothing else to read
+        "INSERT tasks_app_task",  # ON CONFLICT DO NOTHING: the duplicate check
+        "INSERT audit_auditentry",
+        "INSERT outbox_app_outboxevent",
+        "INSERT tasks_app_routingdecision",
+    ]
+
+
+@pytest.fixture
+def team():
+    clickup = make_provider("clickup")
+    for name in ("Ann", "Bob"):
+        person = AssigneeFactory(name=name, capacity_hours_per_day=8)
+        IdentityFactory(assignee=person, provider=clickup, external_user_id=f"cu-{name}")
+    return clickup
+
+
+ROUTED = [
+    "SELECT providers_app_provider",
+    "SELECT tasks_app_assigneeidentity",  # active people and their identities, one join
+    "SELECT tasks_app_routingdecision",  # the round-robin cursor
+    "INSERT tasks_app_task",
+    "INSERT audit_auditentry",
+    "SELECT tasks_app_assigneeidentity",  # the assignee's user id at the provider, for the event
+    "INSERT outbox_app_outboxevent",
+    "INSERT tasks_app_routingdecision",
+]
+
+
+def test_a_routed_create_inside_a_transaction_reads_the_open_load(api, team):
+    # A read inside a transaction is never kept (it could count the transaction's own work).
+    api.post("/api/tasks", {"title": "warm up"})
+    statements = _post(api, {"title": "routed"})
+    assert statements == [*ROUTED[:1], "SELECT tasks_app_task", "SELECT tasks_app_task", *ROUTED[1:]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_routed_create_reuses_the_processs_open_load(api, team, settings):
+    settings.ARCHANGEL = {**settings.ARCHANGEL, "ROUTING_LOAD_TTL_MS": 2000}
+    selectors.open_load.forget()
+    try:
+        api.post("/api/tasks", {"title": "warm up"})  # reads the aggregates and keeps them
+        # No aggregate over the open tasks; outside a test's transaction the create's own
+        # transaction shows: BEGIN before the first insert, COMMIT after the last.
+        assert _post(api, {"title": "routed"}) == [*ROUTED[:3], "BEGIN", *ROUTED[3:], "COMMIT"]
+    finally:
+        selectors.open_load.forget()
