@@ -15,7 +15,7 @@ import uuid
 
 import psycopg
 
-from bench.common import Row, gunicorn, json_request, load, make_token
+from bench.common import Row, gunicorn, json_request, load, make_token, manage
 
 SINGLE_REQUESTS = int(os.environ.get("BENCH_INGEST_SINGLE", "6000"))
 BULK_REQUESTS = int(os.environ.get("BENCH_INGEST_BULK", "30"))
@@ -102,10 +102,27 @@ def raw_insert_rate(database_url: str, *, total: int, batch: int, concurrency: i
     return batches * batch / (time.perf_counter() - started)
 
 
+def _second_token(database_url: str) -> str:
+    """Another user's token for the floor, so it does not spend the create's per-token budget."""
+    code = (
+        "from django.contrib.auth import get_user_model;"
+        "from rest_framework.authtoken.models import Token;"
+        "u, _ = get_user_model().objects.get_or_create(username='bench-floor', defaults={'is_staff': True});"
+        "print(Token.objects.get_or_create(user=u)[0].key)"
+    )
+    return manage("shell", "-c", code, database_url=database_url, capture=True).strip().splitlines()[-1]
+
+
+def _body(run_id: str, i: int) -> dict:
+    return {"title": f"single {run_id} {i}", "priority": 1 + i % 4}
+
+
 def run(database_url: str) -> list[Row]:
     token = make_token(database_url)
+    floor_token = _second_token(database_url)
     run_id = uuid.uuid4().hex[:6]
-    with gunicorn(database_url, workers=int(os.environ.get("BENCH_WEB_WORKERS", "4"))) as base:
+    workers = int(os.environ.get("BENCH_WEB_WORKERS", "4"))
+    with gunicorn(database_url, workers=workers, DJANGO_SETTINGS_MODULE="bench.settings_bench") as base:
         # Warm up every worker (imports, connections) before measuring.
         load(
             base,
@@ -113,13 +130,25 @@ def run(database_url: str) -> list[Row]:
             requests=200,
             make_request=lambda i: json_request("POST", "/api/tasks", {"title": f"warm {run_id} {i}"}, token),
         )
+        # The floor: the same requests through the same middleware and DRF (token auth, roles,
+        # throttle, parsing, rendering) to a view that does nothing.
+        load(
+            base,
+            concurrency=8,
+            requests=200,
+            make_request=lambda i: json_request("POST", "/bench/floor", _body(run_id, i), floor_token),
+        )
+        floor = load(
+            base,
+            concurrency=CONCURRENCY,
+            requests=SINGLE_REQUESTS,
+            make_request=lambda i: json_request("POST", "/bench/floor", _body(run_id, i), floor_token),
+        )
         single = load(
             base,
             concurrency=CONCURRENCY,
             requests=SINGLE_REQUESTS,
-            make_request=lambda i: json_request(
-                "POST", "/api/tasks", {"title": f"single {run_id} {i}", "priority": 1 + i % 4}, token
-            ),
+            make_request=lambda i: json_request("POST", "/api/tasks", _body(run_id, i), token),
         )
         bulk = load(
             base,
@@ -141,9 +170,11 @@ def run(database_url: str) -> list[Row]:
         Row(
             "ingest", "POST /api/tasks (32 clients)", single.rate, "req/s",
             baseline=f"raw psycopg task+event insert, 32 connections: {raw_single:,.0f} rows/s "
-            f"(API = {single.rate / raw_single:.0%} of raw)",
+            f"(API = {single.rate / raw_single:.0%} of raw); the DRF floor on the same server: "
+            f"{floor.rate:,.0f} req/s, p50 {floor.p(50):.1f} / p99 {floor.p(99):.1f} ms "
+            f"(create = {single.rate / floor.rate:.0%} of the floor)",
             target=">= 400 req/s", ok=single.rate >= 400 and single.errors == 0,
-            extra={"errors": single.errors, "statuses": single.statuses},
+            extra={"errors": single.errors, "statuses": single.statuses, "floor_errors": floor.errors},
         ),
         Row(
             "ingest", "POST /api/tasks p50 / p99", single.p(99), "ms (p99)",
