@@ -153,8 +153,13 @@ def _insert_values(entries: list[Entry], actor: str, source: str, request_id: st
             now, actor, source, e.action, e.object_type, e.object_id, e.object_repr[:200],
             json.dumps(e.changes or {}, cls=DjangoJSONEncoder), request_id,
         ]  # fmt: skip
+    from archangel.db import defer
+
+    sql = f"INSERT INTO audit_auditentry ({_COLUMNS}) VALUES {rows}"  # noqa: S608
+    if defer(sql, params):  # sent with the rest of a single create (archangel.db.one_statement)
+        return
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO audit_auditentry ({_COLUMNS}) VALUES {rows}", params)  # noqa: S608
+        cursor.execute(sql, params)
 
 
 def _insert_unnest(entries: list[Entry], actor: str, source: str, request_id: str) -> None:

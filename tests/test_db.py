@@ -1,0 +1,70 @@
+"""archangel.db.one_statement: the inserts deferred inside it go as one statement at its end,
+all or nothing with the transaction around it."""
+
+import uuid
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from archangel.audit.context import Entry, record
+from archangel.audit.models import AuditEntry
+from archangel.db import insert_rows, one_statement
+from outbox_app.models import OutboxEvent
+from outbox_app.services import EventSpec, outbox_enqueue_many
+from tasks_app.models import Client
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+
+def _client(name):
+    return Client(id=uuid.uuid4(), name=name, importance=0.5)
+
+
+def _event(key_version=1):
+    return EventSpec(provider_id=None, aggregate_id=uuid.UUID(int=7), aggregate_version=key_version,
+                     operation="update", payload={"n": key_version})  # fmt: skip
+
+
+def test_the_deferred_inserts_go_as_one_statement_at_the_end_of_the_block():
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        with one_statement():
+            insert_rows([_client("A")])
+            record([Entry("note", "tasks_app.client", "x")])
+            outbox_enqueue_many(events=[_event()])
+            assert not Client.objects.filter(name="A").exists()  # not sent yet
+        assert Client.objects.filter(name="A").exists()
+    inserts = [q["sql"] for q in ctx.captured_queries if "INSERT" in q["sql"]]
+    assert len(inserts) == 1 and inserts[0].startswith("WITH ")
+    assert AuditEntry.objects.filter(action="note").count() == 1 and OutboxEvent.objects.count() == 1
+
+
+def test_a_deferred_insert_that_fails_raises_at_the_end_and_nothing_stays():
+    with transaction.atomic():
+        outbox_enqueue_many(events=[_event()])
+    with pytest.raises(IntegrityError), transaction.atomic(), one_statement():
+        insert_rows([_client("B")])
+        outbox_enqueue_many(events=[_event()])  # the same idempotency key again
+    assert not Client.objects.filter(name="B").exists()
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_an_error_inside_the_block_sends_nothing():
+    with pytest.raises(ValueError), transaction.atomic(), one_statement():
+        insert_rows([_client("C")])
+        raise ValueError("changed my mind")
+    assert not Client.objects.filter(name="C").exists()
+
+
+def test_many_rows_and_conflict_skipping_inserts_run_at_once():
+    with transaction.atomic(), one_statement():
+        assert len(insert_rows([_client(f"Many {i}") for i in range(25)])) == 25
+        assert Client.objects.filter(name__startswith="Many").count() == 25
+        assert insert_rows([_client("D")], skip_conflicts=True)  # its result is needed now
+        assert Client.objects.filter(name="D").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_it_refuses():
+    with pytest.raises(RuntimeError, match="inside a transaction"), one_statement():
+        pass
