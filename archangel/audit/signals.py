@@ -42,8 +42,15 @@ def _value(label: str, name: str, value):
     return masked(name, value, secret_fields=SECRET) if label in SECRET_BEARING else _jsonable(value)
 
 
+_FIELDS: dict[type, list[str]] = {}
+
+
 def _fields(model) -> list[str]:
-    return [f.attname for f in model._meta.concrete_fields if f.attname not in SKIPPED]
+    # Per model, once: every instance loaded (post_init) and every row imported asks.
+    names = _FIELDS.get(model)
+    if names is None:
+        names = _FIELDS[model] = [f.attname for f in model._meta.concrete_fields if f.attname not in SKIPPED]
+    return names
 
 
 def _snapshot(sender, instance, **kwargs) -> None:
@@ -66,10 +73,18 @@ def _repr(instance) -> str:
 def _created(instance) -> dict:
     values = instance.__dict__
     label = _label(instance)
+    pk = instance._meta.pk.attname
+    if label in SECRET_BEARING:
+        return {
+            name: [None, _value(label, name, values[name])]
+            for name in _fields(type(instance))
+            if name in values and values[name] not in (None, "", {}, []) and name != pk
+        }
+    # Business data (a 1,000-task import): straight to JSON-able values, no masking to decide.
     return {
-        name: [None, _value(label, name, values[name])]
+        name: [None, _jsonable(value)]
         for name in _fields(type(instance))
-        if name in values and values[name] not in (None, "", {}, []) and name != instance._meta.pk.attname
+        if name != pk and (value := values.get(name, None)) is not None and value not in ("", {}, [])
     }
 
 
