@@ -175,7 +175,8 @@ def sql_factors(*, now: str, task: str = "t", client: str = "c") -> dict[str, st
     precision, so they agree to the last bit:
 
     - hours between two instants: the interval's exact seconds (``extract(epoch ...)`` is an
-      exact numeric) to ``float8``, divided by 3600, as ``timedelta.total_seconds() / 3600``;
+      exact numeric from PostgreSQL 14 on) to ``float8``, divided by 3600, as
+      ``timedelta.total_seconds() / 3600``;
     - ``x ** y`` is C's ``pow`` on both sides; PostgreSQL raises on underflow where Python gives a
       denormal, so past 1,000 halvings (under 1e-301, 0 once rounded) the SQL takes 0;
     - ``GREATEST``/``LEAST`` skip NULLs, so every nullable input is tested with ``CASE`` first,

@@ -647,10 +647,11 @@ def _rescore_in_python(now: dt.datetime, batch_size: int) -> int:
         changed += _write_scores(updates)
 
 
-def rescore_sql() -> str:
+def rescore_sql(*, first: bool = False) -> str:
     """One batch of ``_rescore_in_sql``: the next ``%(limit)s`` open tasks after ``%(after)s`` (by
-    id) scored at ``%(now)s`` and written where they changed; returns the batch's last id and the
-    number of rows written."""
+    id; from the lowest when ``first``) scored at ``%(now)s`` and written where they changed;
+    returns the batch's last id and the number of rows written."""
+    after = "TRUE" if first else "t.id > %(after)s::uuid"
     factors = scoring.sql_factors(now="%(now)s::timestamptz", task="t", client="c")
     score, breakdown = scoring.sql_score(factors="f", weights="w")
     weights = ", ".join(f"%({name})s::float8 AS {name}" for name in scoring.FACTORS)
@@ -660,7 +661,7 @@ def rescore_sql() -> str:
         "SELECT t.id, t.version, "  # noqa: S608
         + ", ".join(f"{expr} AS {name}" for name, expr in factors.items())
         + " FROM tasks_app_task t LEFT JOIN tasks_app_client c ON c.id = t.client_id"
-        f" WHERE t.status NOT IN ({closed}) AND t.id > %(after)s::uuid ORDER BY t.id LIMIT %(limit)s"
+        f" WHERE t.status NOT IN ({closed}) AND {after} ORDER BY t.id LIMIT %(limit)s"
     )
     return (
         f"WITH batch AS ({batch}), scored AS ("  # noqa: S608
@@ -669,7 +670,7 @@ def rescore_sql() -> str:
         "), written AS ("
         "  UPDATE tasks_app_task AS t SET score = s.score, score_breakdown = s.breakdown FROM scored s"
         # The id range lets the join read only this batch's rows by primary key, not the table.
-        "  WHERE t.id = s.id AND t.id > %(after)s::uuid AND t.id <= (SELECT id FROM batch ORDER BY id DESC LIMIT 1)"
+        f"  WHERE t.id = s.id AND {after} AND t.id <= (SELECT id FROM batch ORDER BY id DESC LIMIT 1)"
         "  AND t.version = s.version"
         "  AND (t.score IS DISTINCT FROM s.score OR t.score_breakdown IS DISTINCT FROM s.breakdown)"
         "  RETURNING 1"
@@ -678,14 +679,14 @@ def rescore_sql() -> str:
 
 
 def _rescore_in_sql(now: dt.datetime, batch_size: int) -> int:
-    sql = rescore_sql()
+    first, following = rescore_sql(first=True), rescore_sql()
     params: dict[str, Any] = {"now": now, "limit": batch_size, **settings.SCORE_WEIGHTS}
-    after = uuid.UUID(int=0)
+    after = None
     changed = 0
     connection = transaction.get_connection()
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, {**params, "after": after})
+            cursor.execute(first if after is None else following, {**params, "after": after})
             last, written = cursor.fetchone()
         if last is None:
             return changed

@@ -150,3 +150,14 @@ def test_a_task_changed_while_the_batch_waits_for_its_lock_is_left_alone():
     thread.join(20)
     assert done.is_set()
     assert Task.objects.get(pk=task.pk).score == 0.99
+
+
+def test_every_open_task_is_rescored_the_lowest_id_included():
+    now = timezone.now()
+    ids = [uuid.UUID(int=0), uuid.UUID(int=1), uuid.uuid4(), uuid.UUID(int=2**128 - 1)]
+    insert_rows(
+        [Task(id=i, title=f"Edge id {n}", fingerprint=uuid.uuid4().hex, created_at=now, updated_at=now)
+         for n, i in enumerate(ids)]
+    )  # fmt: skip
+    assert services.tasks_rescore_open(now=now + dt.timedelta(hours=1), batch_size=2) == 4
+    assert all(t.score is not None for t in Task.objects.filter(id__in=ids))
