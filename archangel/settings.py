@@ -417,6 +417,9 @@ PROVIDERS = {
     # Consecutive retryable failures that open a provider's breaker, and seconds before it lets a probe through.
     "BREAKER_FAIL_MAX": env_int("PROVIDER_BREAKER_FAIL_MAX", 5, minimum=1),
     "BREAKER_RESET_SECONDS": env_int("PROVIDER_BREAKER_RESET_SECONDS", 30, minimum=1),
+    # After a Redis error a process keeps a private in-memory breaker this long before it tries
+    # the shared one in Redis again (providers_app/breakers.py).
+    "BREAKER_REDIS_RETRY_SECONDS": env_int("PROVIDER_BREAKER_REDIS_RETRY_SECONDS", 30, minimum=1),
     # Share of each documented rate limit kept unused (clock skew, requests in flight), in percent.
     "RATE_LIMIT_MARGIN_PERCENT": env_int("PROVIDER_RATE_LIMIT_MARGIN_PERCENT", 10, minimum=0),
     # Share of each window only urgent work may take, in percent.

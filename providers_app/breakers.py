@@ -45,8 +45,8 @@ PREFIX = "archangel:breaker"
 # redis, which imports OpenTelemetry when that is installed, and loading the app must not
 # (tests/test_tracing.py), since routing imports this module to read breaker states.
 OPEN, HALF_OPEN, CLOSED = "open", "half-open", "closed"
-# After a Redis error, a process keeps a private in-memory breaker this long before trying Redis again.
-REDIS_RETRY_SECONDS = 30
+# After a Redis error, a process keeps a private in-memory breaker for
+# settings.PROVIDERS["BREAKER_REDIS_RETRY_SECONDS"] (30 s) before trying Redis again.
 LAST_ERROR_TTL = 7 * 24 * 3600
 
 
@@ -128,7 +128,8 @@ def breaker_for(provider):
     wanted_shared = get_redis() is not None
     if entry is not None:
         breaker, shared, built = entry
-        if shared == wanted_shared or time.monotonic() - built < REDIS_RETRY_SECONDS:
+        retry = settings.PROVIDERS.get("BREAKER_REDIS_RETRY_SECONDS", 30)
+        if shared == wanted_shared or time.monotonic() - built < retry:
             return breaker
     with _lock:
         breaker, shared = _build(provider.pk, provider.name)

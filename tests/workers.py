@@ -8,6 +8,7 @@ a test can find and kill exactly its workers' connections) and the Redis it is g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -30,7 +31,7 @@ def worker_database_url(application_name: str = "") -> str:
     return f"{url}?application_name={application_name}" if application_name else url
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             return [int(x) for x in f.read().split()]
@@ -82,10 +83,17 @@ class Workers:
                     [sys.executable, "-m", "celery", "-A", "archangel", "worker", "-Q", self.queue,
                      "--pool", "prefork", "--concurrency", str(concurrency), "--without-heartbeat",
                      "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-                    cwd=ROOT, env=self._env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    cwd=ROOT, env=self._env(), stdout=subprocess.DEVNULL, stderr=self._log(),
                     start_new_session=True,  # its own process group: SIGKILL reaches the pool children
                 )
             )  # fmt: skip
+
+    def _log(self):
+        # WORKER_LOG_DIR=<dir> keeps each worker's log there (to see why one died); else nothing is kept.
+        directory = os.environ.get("WORKER_LOG_DIR")
+        if not directory:
+            return subprocess.DEVNULL
+        return open(Path(directory) / f"{self.queue}-{len(self.procs)}.log", "ab")
 
     def drain(self, times: int = 1) -> None:
         """Queue ``times`` drain jobs (as beat ticks and wake-ups would), on this pool's broker."""
@@ -108,7 +116,7 @@ class Workers:
         return self._app
 
     def pool_children(self) -> list[int]:
-        return [child for proc in self.procs for child in _children(proc.pid)]
+        return [child for proc in self.procs for child in children(proc.pid)]
 
     def kill(self) -> None:
         """SIGKILL every worker: main processes and pool children, mid-delivery."""
@@ -135,12 +143,14 @@ class Workers:
 
     def stop(self) -> None:
         for proc in self.procs:
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it may have died already
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         self.procs.clear()
         self.disconnect()

@@ -19,4 +19,5 @@ PROVIDERS = {
     "CONNECT_TIMEOUT": 1,
     "READ_TIMEOUT": 1,
     "BREAKER_RESET_SECONDS": 1,
+    "BREAKER_REDIS_RETRY_SECONDS": 1,  # back on the shared breakers a second after Redis returns
 }
