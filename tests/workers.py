@@ -141,6 +141,15 @@ class Workers:
             return "nothing (the child had already gone)"
         return f"pool child {victim}"
 
+    def supervise(self, concurrency: int = 2) -> list[tuple[int, int]]:
+        """Start a new worker for each one that exited, as the deployment's supervisor does
+        (docker-compose's ``restart: unless-stopped``); returns the (pid, exit code) of those."""
+        exited = [(proc.pid, proc.returncode) for proc in self.procs if proc.poll() is not None]
+        if exited:
+            self.procs = [proc for proc in self.procs if proc.returncode is None]
+            self.start(len(exited), concurrency=concurrency)
+        return exited
+
     def stop(self) -> None:
         for proc in self.procs:
             with contextlib.suppress(ProcessLookupError):  # it may have died already
