@@ -22,6 +22,8 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+# Debugging a failing test: IT_WORKER_LOGLEVEL=INFO (with WORKER_LOG_DIR, below) keeps more of the workers' logs.
+LOGLEVEL = os.environ.get("IT_WORKER_LOGLEVEL", "WARNING")
 
 
 def worker_database_url(application_name: str = "") -> str:
@@ -72,17 +74,19 @@ class Workers:
             "DJANGO_SETTINGS_MODULE": self.settings_module,
             "FAKE_PROVIDER_PREFIX": self.prefix,
             "CELERY_METRICS_PORT": "0",
-            "LOG_LEVEL": "warning",
+            "LOG_LEVEL": LOGLEVEL.lower(),
             **self.env,
         }
 
-    def start(self, n: int = 1, concurrency: int = 2) -> None:
+    def start(self, n: int = 1, concurrency: int = 2, pool: str = "prefork") -> None:
         for _ in range(n):
+            # A name per worker, so wait_ready() can tell their answers apart.
+            name = f"{self.queue}-{len(self.procs)}@%h"
             self.procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "celery", "-A", "archangel", "worker", "-Q", self.queue,
-                     "--pool", "prefork", "--concurrency", str(concurrency), "--without-heartbeat",
-                     "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+                     "--pool", pool, "--concurrency", str(concurrency), "--without-heartbeat",
+                     "--without-gossip", "--without-mingle", "--loglevel", LOGLEVEL, "--hostname", name],
                     cwd=ROOT, env=self._env(), stdout=subprocess.DEVNULL, stderr=self._log(),
                     start_new_session=True,  # its own process group: SIGKILL reaches the pool children
                 )
@@ -94,6 +98,29 @@ class Workers:
         if not directory:
             return subprocess.DEVNULL
         return open(Path(directory) / f"{self.queue}-{len(self.procs)}.log", "ab")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until every started worker answers a ping: a test that times or races the workers
+        should not be timing their start-up. The ping runs in a process of its own: after a
+        Celery remote-control call in this process, a later ``fork`` (tests that fork do) can
+        hang in the child."""
+        names = sorted(f"{self.queue}-{i}" for i in range(len(self.procs)))
+        code = (
+            "import sys, time\n"
+            "from celery import Celery\n"
+            "app = Celery('ping', broker=sys.argv[1], set_as_current=False)\n"
+            "names, deadline = set(sys.argv[3:]), time.monotonic() + float(sys.argv[2])\n"
+            "while time.monotonic() < deadline:\n"
+            "    replies = app.control.ping(timeout=0.5) or []\n"
+            "    if names <= {n.split('@')[0] for reply in replies for n in reply}:\n"
+            "        sys.exit(0)\n"
+            "sys.exit(1)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code, self.redis_url, str(timeout), *names], cwd=ROOT, timeout=timeout + 30
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"{len(names)} workers did not answer a ping within {timeout:.0f} s")
 
     def drain(self, times: int = 1) -> None:
         """Queue ``times`` drain jobs (as beat ticks and wake-ups would), on this pool's broker."""
