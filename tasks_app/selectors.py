@@ -129,8 +129,10 @@ class OpenLoad:
       at once, as a bulk request does within itself;
     - any other save or delete of a task in this process (an update, a completion, a move)
       drops the copy when it commits, so the next decision reads the aggregates again;
-    - a read made inside a transaction is never kept: it may count that transaction's own
-      uncommitted work.
+    - a read made inside a transaction that has written anything is never kept: it may count
+      that transaction's own uncommitted work. (A transaction that has only read, such as the
+      one around an ``Idempotency-Key`` request before its create, has no transaction id yet:
+      PostgreSQL's ``txid_current_if_assigned()`` says so, and its read is kept.)
 
     What it costs: a decision may miss up to one TTL of other processes' work, so two
     processes creating at once can both pick the same least-loaded person for that second.
@@ -152,7 +154,7 @@ class OpenLoad:
         started = time.monotonic()
         providers = open_tasks_by_provider()
         assignees = open_hours_by_assignee()
-        if ttl > 0 and not transaction.get_connection().in_atomic_block:
+        if ttl > 0 and _sees_only_committed_rows():
             with self._lock:
                 self._taken, self._providers, self._assignees = started, providers, assignees
         return dict(providers), dict(assignees)
@@ -174,6 +176,19 @@ class OpenLoad:
     def forget(self) -> None:
         with self._lock:
             self._taken = None
+
+
+def _sees_only_committed_rows() -> bool:
+    """Whether a read now sees committed rows only: outside a transaction, or inside one that
+    has written nothing yet (on PostgreSQL, no transaction id assigned)."""
+    conn = transaction.get_connection()
+    if not conn.in_atomic_block:
+        return True
+    if conn.vendor != "postgresql":
+        return False
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT txid_current_if_assigned() IS NULL")
+        return bool(cursor.fetchone()[0])
 
 
 open_load = OpenLoad()

@@ -72,10 +72,12 @@ ROUTED = [
 
 
 def test_a_routed_create_inside_a_transaction_reads_the_open_load(api, team):
-    # A read inside a transaction is never kept (it could count the transaction's own work).
+    # A read inside a transaction that has written is never kept (it could count its own work).
     api.post("/api/tasks", {"title": "warm up"})
     statements = _post(api, {"title": "routed"})
-    assert statements == [*ROUTED[:1], "SELECT tasks_app_task", "SELECT tasks_app_task", *ROUTED[1:]]
+    aggregates = ["SELECT tasks_app_task", "SELECT tasks_app_task"]
+    has_written = "SELECT SELECT txid_current_if_assigned() IS NULL"  # yes (the test's own rows): not kept
+    assert statements == [*ROUTED[:1], *aggregates, has_written, *ROUTED[1:]]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -87,5 +89,22 @@ def test_a_routed_create_reuses_the_processs_open_load(api, team, settings):
         # No aggregate over the open tasks; outside a test's transaction the create's own
         # transaction shows: BEGIN before the first insert, COMMIT after the last.
         assert _post(api, {"title": "routed"}) == [*ROUTED[:3], "BEGIN", *ROUTED[3:], "COMMIT"]
+    finally:
+        selectors.open_load.forget()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_create_with_an_idempotency_key_reuses_the_open_load_too(api, team, settings):
+    # Its handler runs inside a transaction (the key's record is written with the task), which
+    # has written nothing yet when routing reads the open load: the read is kept.
+    settings.ARCHANGEL = {**settings.ARCHANGEL, "ROUTING_LOAD_TTL_MS": 2000}
+    selectors.open_load.forget()
+    try:
+        api.post("/api/tasks", {"title": "warm up"}, HTTP_IDEMPOTENCY_KEY="k-1")
+        with CaptureQueriesContext(connection) as ctx:
+            response = api.post("/api/tasks", {"title": "keyed"}, HTTP_IDEMPOTENCY_KEY="k-2")
+        assert response.status_code == 201
+        assert not [q["sql"] for q in ctx.captured_queries if "GROUP BY" in q["sql"]]
     finally:
         selectors.open_load.forget()

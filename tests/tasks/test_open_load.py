@@ -114,6 +114,16 @@ def test_nothing_read_inside_a_transaction_is_kept(team, clock):
     assert len(_aggregates(ctx)) == 2
 
 
+@pytest.mark.postgres
+def test_a_read_inside_a_transaction_that_has_written_nothing_is_kept(team, clock):
+    with transaction.atomic():  # as around an Idempotency-Key request, before its create
+        assert _load(team) == (0, 0.0)
+    _elsewhere(team, 2)
+    with CaptureQueriesContext(connection) as ctx:
+        assert _load(team) == (0, 0.0)  # the copy: another process's work not seen yet
+    assert _aggregates(ctx) == []
+
+
 def test_a_ttl_of_zero_reads_the_aggregates_for_every_decision(team, clock, settings):
     settings.ARCHANGEL = {**settings.ARCHANGEL, "ROUTING_LOAD_TTL_MS": 0}
     _load(team)
