@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import secrets
 import time
+import uuid
 from typing import Any
 
 from providers_app.sandbox.base import Identity, Limited, ProviderSim
@@ -50,6 +52,37 @@ PRIORITIES = {
 }
 CLOSED_TYPES = {"closed", "done"}
 PAGE_SIZE = 100  # provider-apis §1.2: Get Tasks returns 100 tasks per page, ``page`` from 0
+# provider-apis §1.5: the events a webhook may ask for ("*" for all of them).
+WEBHOOK_EVENTS = frozenset(
+    {
+        "taskCreated",
+        "taskUpdated",
+        "taskDeleted",
+        "taskPriorityUpdated",
+        "taskStatusUpdated",
+        "taskAssigneeUpdated",
+        "taskDueDateUpdated",
+        "taskTagUpdated",
+        "taskMoved",
+        "taskCommentPosted",
+        "taskCommentUpdated",
+        "taskTimeEstimateUpdated",
+        "taskTimeTrackedUpdated",
+        *(f"{kind}{what}" for kind in ("list", "folder", "space") for what in ("Created", "Updated", "Deleted")),
+        "goalCreated",
+        "goalUpdated",
+        "goalDeleted",
+        "keyResultCreated",
+        "keyResultUpdated",
+        "keyResultDeleted",
+    }
+)
+# Where a webhook may watch, one id per hierarchy level (§1.5), and the task field each is read from.
+WEBHOOK_LOCATIONS = {"space_id": "space", "folder_id": "folder", "list_id": "list", "task_id": None}
+# A webhook is suspended at this many failures (§1.5, CU-health).
+WEBHOOK_SUSPEND_AT = 100
+# The client id of webhooks made with a personal token: not documented (UNCONFIRMED); a fixed value.
+WEBHOOK_CLIENT_ID = "SANDBOXPERSONALTOKEN"
 
 
 def err(status: int, message: str, ecode: str, headers: dict[str, str] | None = None) -> Response:
@@ -90,6 +123,9 @@ class ClickUp(ProviderSim):
         self.seq = 0
         self.lists: dict[str, dict[str, Any]] = {}
         self._add_list(DEMO_LIST, "Archangel demo")
+        # Registered webhooks (§1.5), by id; each belongs to the token that made it and has its
+        # own secret, which signs its deliveries (providers_app/sandbox/webhooks.py).
+        self.webhooks: dict[str, dict[str, Any]] = {}
 
     def _add_list(self, list_id: str, name: str, statuses: list | None = None) -> None:
         rows = statuses or DEFAULT_STATUSES
@@ -205,6 +241,21 @@ class ClickUp(ProviderSim):
                 return Response.json(200, {"user": {**OWNER, "week_start_day": 0, "timezone": "Etc/UTC"}})
             elif sub == ["team"] and req.method == "GET":
                 return Response.json(200, {"teams": [self._team()]})
+            # Webhooks (§1.5): POST/GET /team/{team_id}/webhook, PUT/DELETE /webhook/{webhook_id}.
+            elif len(sub) == 3 and sub[0] == "team" and sub[2] == "webhook" and req.method in ("POST", "GET"):
+                self._team_authorized(sub[1])
+                if req.method == "POST":
+                    return self._webhook_create(req, ident)
+                # Only the caller's own webhooks are listed (§1.5).
+                hooks = [self.public_webhook(h) for h in self.webhooks.values() if h["_token"] == ident.token]
+                return Response.json(200, {"webhooks": hooks})
+            elif len(sub) == 2 and sub[0] == "webhook" and req.method in ("PUT", "DELETE"):
+                hook = self._webhook(sub[1], ident)
+                if req.method == "PUT":
+                    return self._webhook_update(req, hook)
+                del self.webhooks[hook["id"]]
+                self.record_effect("webhook_delete", hook["id"])
+                return Response.json(200, {})
         except BadInput as exc:
             return exc.response
         return self.not_found_route(req)
@@ -217,6 +268,123 @@ class ClickUp(ProviderSim):
             "avatar": None,
             "members": [{"user": {**OWNER, "role": 1}}] + [{"user": {**m, "role": 3}} for m in MEMBERS.values()],
         }
+
+    # Webhooks (§1.5) --------------------------------------------------------------------------
+    @staticmethod
+    def _team_authorized(team_id: str) -> None:
+        # §1.7: OAUTH_023/026/027/029-045 "workspace not authorized"; which code and text a
+        # workspace the token is not in gets is not quoted (UNCONFIRMED): 401 OAUTH_027 here.
+        if team_id != TEAM_ID:
+            raise BadInputStatus(err(401, "Team not authorized", "OAUTH_027"))
+
+    def _webhook(self, webhook_id: str, ident: Identity) -> dict[str, Any]:
+        hook = self.webhooks.get(webhook_id)
+        if hook is None or hook["_token"] != ident.token:
+            # The body of an unknown webhook is not in the reference (UNCONFIRMED): a 404 in the
+            # §1.7 shape, which Archangel reads as "already gone" when it unregisters.
+            raise BadInputStatus(err(404, "Webhook not found", "WH_001"))
+        return hook
+
+    @staticmethod
+    def public_webhook(hook: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in hook.items() if not k.startswith("_")}
+
+    @staticmethod
+    def _endpoint(value: Any) -> str:
+        # The texts and codes of a refused endpoint or event list are not quoted (UNCONFIRMED).
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise BadInput("Endpoint invalid", "WH_002")
+        return value
+
+    @staticmethod
+    def _events(value: Any) -> list[str]:
+        if not isinstance(value, list) or not value or not all(isinstance(e, str) for e in value):
+            raise BadInput("Events must be a non-empty array", "WH_003")
+        unknown = [e for e in value if e != "*" and e not in WEBHOOK_EVENTS]
+        if unknown:
+            raise BadInput(f"Event invalid: {unknown[0]}", "WH_003")
+        return list(dict.fromkeys(value))
+
+    def _location(self, data: dict[str, Any], key: str) -> str | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).isalnum():
+            raise BadInput(f"{key} invalid", "INPUT_002")
+        value = str(value)
+        if key == "list_id":
+            self._list(value)
+        elif key == "task_id":
+            self._task(value)
+        return value
+
+    def _webhook_create(self, req: Request, ident: Identity) -> Response:
+        data = self._body(req)
+        endpoint = self._endpoint(data.get("endpoint"))
+        events = self._events(data.get("events"))
+        locations = {key: self._location(data, key) for key in WEBHOOK_LOCATIONS}
+        hook_id = str(uuid.uuid4())  # webhook ids are UUIDs (§1.5 example payload)
+        self.webhooks[hook_id] = {
+            "id": hook_id,
+            "userid": OWNER["id"],  # the token's user owns it (§1.5)
+            "team_id": int(TEAM_ID),
+            "endpoint": endpoint,
+            "client_id": WEBHOOK_CLIENT_ID,
+            "events": events,
+            **locations,
+            "health": {"status": "active", "fail_count": 0},
+            # Every webhook gets its own secret, returned at creation (§1.5: the X-Signature key).
+            "secret": "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") for _ in range(64)),
+            "_token": ident.token,
+        }
+        self.record_effect("webhook_create", hook_id, endpoint=endpoint, events=events)
+        return Response.json(200, {"id": hook_id, "webhook": self.public_webhook(self.webhooks[hook_id])})
+
+    def _webhook_update(self, req: Request, hook: dict[str, Any]) -> Response:
+        data = self._body(req)  # §1.5: endpoint, events, status
+        draft = {"endpoint": hook["endpoint"], "events": hook["events"], "health": dict(hook["health"])}
+        if "endpoint" in data:
+            draft["endpoint"] = self._endpoint(data["endpoint"])
+        if "events" in data:
+            draft["events"] = self._events(data["events"])
+        if "status" in data:
+            if data["status"] not in ("active", "suspended"):
+                raise BadInput("Status invalid", "WH_004")
+            # Reactivating a webhook starts its failure count again (§1.5, CU-health: recovery).
+            draft["health"] = {"status": data["status"], "fail_count": 0}
+        hook.update(draft)
+        self.record_effect("webhook_update", hook["id"], fields=sorted(data))
+        return Response.json(200, {"id": hook["id"], "webhook": self.public_webhook(hook)})
+
+    def webhooks_for(self, task: dict[str, Any], event: str) -> list[dict[str, Any]]:
+        """The webhooks (not suspended) that want ``event`` of this task: every location a webhook names
+        must hold the task. Called under the sandbox lock; copies, secrets included."""
+        out = []
+        for hook in self.webhooks.values():
+            if hook["health"]["status"] == "suspended" or not ("*" in hook["events"] or event in hook["events"]):
+                continue
+            if all(
+                hook[key] is None or hook[key] == (task["id"] if field is None else str(task[field]["id"]))
+                for key, field in WEBHOOK_LOCATIONS.items()
+            ):
+                out.append(dict(hook))
+        return out
+
+    def delivery_result(self, webhook_id: str, status: int) -> None:
+        """A delivery's answer on its webhook's health (§1.5, CU-health): a 2xx recovers it, a
+        410 suspends it at once, any other answer is a failure and 100 of them suspend it.
+        ClickUp retries an event 5 times before counting it; the sandbox counts each attempt."""
+        hook = self.webhooks.get(webhook_id)
+        if hook is None:
+            return
+        health = hook["health"]
+        if 200 <= status < 300:
+            health.update(status="active", fail_count=0)
+        elif status == 410:
+            health["status"] = "suspended"
+        else:
+            health["fail_count"] += 1
+            health["status"] = "suspended" if health["fail_count"] >= WEBHOOK_SUSPEND_AT else "failing"
 
     def _list(self, list_id: str) -> dict[str, Any]:
         found = self.lists.get(list_id)

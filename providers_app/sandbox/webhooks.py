@@ -5,11 +5,14 @@ Control endpoints (JSON), wired into ``Sandbox.control``:
 
 ``POST /_sandbox/webhooks`` ``{"provider": "todoist", "url": ..., "secret": ...}``
     Register the target of one provider (ClickUp also takes the ``webhook_id`` its payloads carry).
+    ClickUp webhooks can also be registered as on ClickUp, ``POST /clickup/api/v2/team/{team_id}/webhook``
+    (clickup.py): each gets its own secret, and a change of a task it watches is posted to its
+    endpoint with its ``webhook_id``, signed with that secret, beside the target set here.
     Trello webhooks are registered as on Trello, ``POST /trello/1/webhooks`` (trello.py); here
     ``{"provider": "trello", "retry_seconds": [...]}`` only sets the waits between its retries.
 ``GET /_sandbox/webhooks``
-    The targets (secrets not shown), the Trello webhooks, the deliveries sent so far and how
-    many are still ``pending`` (queued or being retried).
+    The targets and the ClickUp webhooks (secrets not shown), the Trello webhooks, the deliveries
+    sent so far and how many are still ``pending`` (queued or being retried).
 ``POST /_sandbox/user-change`` ``{"provider": "todoist", "id": ..., "changes": {...}}``
     Change a task as its user would (the provider's own update fields, e.g. Todoist ``content``,
     ``priority``, ``checked``; Trello ``name``, ``desc``, ``idList``, ``closed``, ``due``...), then
@@ -84,8 +87,19 @@ class WebhookEmitter:
                     self.sandbox.sims["trello"]._public_webhook(h)
                     for h in self.sandbox.sims["trello"].webhooks.values()
                 ]
+                clickup = [
+                    {k: v for k, v in self.sandbox.sims["clickup"].public_webhook(h).items() if k != "secret"}
+                    for h in self.sandbox.sims["clickup"].webhooks.values()
+                ]
             return Response.json(
-                200, {"targets": targets, "trello": trello, "sent": list(self.sent)[-100:], "pending": self.pending()}
+                200,
+                {
+                    "targets": targets,
+                    "clickup": clickup,
+                    "trello": trello,
+                    "sent": list(self.sent)[-100:],
+                    "pending": self.pending(),
+                },
             )
         if what == "webhooks" and method in ("POST", "PUT") and body.get("provider") == "trello":
             delays = body.get("retry_seconds")
@@ -197,14 +211,25 @@ class WebhookEmitter:
                 "before": old,
                 "after": new,
             }
-            target = self.targets.get("clickup") or {}
-            payload = {
-                "event": event,
-                "history_items": [item],
-                "task_id": task_id,
-                "webhook_id": target.get("webhook_id", ""),
-            }
-            events.append(self._post("clickup", payload))
+            # Every webhook registered through the API that wants this event of this task gets
+            # its own delivery: its webhook_id in the payload, signed with its own secret (§1.5).
+            with self.sandbox.lock:
+                hooks = sim.webhooks_for(after, event)
+            target = self.targets.get("clickup")
+            if target is None and not hooks:
+                events.append({"sent": False, "reason": "no webhook target registered"})
+                continue
+            if target is not None:  # the control endpoint's target, as before
+                payload = {"event": event, "history_items": [item], "task_id": task_id}
+                events.append(self._post("clickup", {**payload, "webhook_id": target.get("webhook_id", "")}))
+            for hook in hooks:
+                payload = {"event": event, "history_items": [item], "task_id": task_id, "webhook_id": hook["id"]}
+                result = self._send(
+                    "clickup", payload, url=hook["endpoint"], secret=hook["secret"], callback_url=hook["endpoint"]
+                )
+                with self.sandbox.lock:
+                    sim.delivery_result(hook["id"], result["status"])
+                events.append({**result, "webhook_id": hook["id"]})
         return {
             "sent": all(e.get("sent") for e in events),
             "status": max((e.get("status", 0) for e in events), default=0),
@@ -215,6 +240,11 @@ class WebhookEmitter:
         target = self.targets.get(provider)
         if target is None:
             return {"sent": False, "reason": "no webhook target registered"}
+        return self._send(
+            provider, payload, url=target["url"], secret=target["secret"], callback_url=target["callback_url"]
+        )
+
+    def _send(self, provider: str, payload: dict[str, Any], *, url: str, secret: str, callback_url: str):
         body = json.dumps(payload, separators=(",", ":")).encode()
         delivery_id = str(uuid.uuid4())
         headers = {"Content-Type": "application/json"}
@@ -222,12 +252,10 @@ class WebhookEmitter:
             headers.update({"User-Agent": "Todoist-Webhooks", "X-Todoist-Delivery-ID": delivery_id})
         headers = {
             **headers,
-            SIGNATURE_HEADERS[provider]: sign(
-                provider, body=body, secret=target["secret"], callback_url=target["callback_url"]
-            ),
+            SIGNATURE_HEADERS[provider]: sign(provider, body=body, secret=secret, callback_url=callback_url),
         }
         try:
-            status = requests.post(target["url"], data=body, headers=headers, timeout=10).status_code
+            status = requests.post(url, data=body, headers=headers, timeout=10).status_code
         except requests.RequestException as exc:
             error = type(exc).__name__
             self.sent.append({"provider": provider, "delivery_id": delivery_id, "status": 0, "error": error})
