@@ -269,3 +269,72 @@ def test_a_trello_card_moved_by_its_user_comes_back_once_and_our_own_writes_neve
     assert not SyncConflict.objects.filter(task=task).exists()
     assert _drain() == 0
     assert [e["op"] for e in _control(sandbox, "GET", "effects?provider=trello")["effects"]][-1] == "update"
+
+
+def test_a_clickup_webhook_registered_by_the_command_brings_a_sandbox_change_back_signed(sandbox, live_server):
+    """register_webhooks against the sandbox (§4): ClickUp's answer carries the webhook's own
+    secret, stored encrypted; the sandbox signs a user's change with it and names the webhook;
+    the intake accepts it and the task follows; --unregister deletes it at the sandbox."""
+    import io
+
+    from django.core.management import call_command
+
+    from providers_app.sandbox.clickup import TEAM_ID
+    from tasks_app.management.commands.bootstrap_demo import DEMO_PROVIDERS
+
+    # The demo's own ClickUp provider (make run), pointed at this test's sandbox.
+    [(name, _, demo_config)] = [p for p in DEMO_PROVIDERS if p[1] == "clickup"]
+    assert demo_config["team_id"] == TEAM_ID
+    provider = provider_services.provider_create(
+        name=name, type="clickup", config={**demo_config, "base_url": sandbox.base_url("clickup")}
+    )
+    clickup = {"Authorization": "pk_demo_clickup"}
+    hooks_url = f"{sandbox.base_url('clickup')}/team/{TEAM_ID}/webhook"
+
+    out = io.StringIO()
+    call_command("register_webhooks", provider.name, url=live_server.url, stdout=out)
+    provider.refresh_from_db()
+    [hook] = requests.get(hooks_url, headers=clickup, timeout=10).json()["webhooks"]
+    assert hook["endpoint"] == f"{live_server.url}/api/webhooks/clickup/{provider.pk}"
+    assert hook["list_id"] == "901" and "taskStatusUpdated" in hook["events"]
+    assert provider.config["webhook_id"] == hook["id"] and hook["id"] in out.getvalue()
+    assert provider.secret_config()["webhook_secret"] == hook["secret"]
+    assert hook["secret"] not in provider.secrets and hook["secret"] not in str(provider.config)  # encrypted
+
+    task, _ = task_create(data={"title": "Renew the lease", "provider": str(provider.pk)})
+    assert _drain() == 1
+    task.refresh_from_db()
+    assert task.external_id and task.status == "pending"
+
+    answer = _control(
+        sandbox,
+        "POST",
+        "user-change",
+        json={"provider": "clickup", "id": task.external_id, "changes": {"status": "in progress"}},
+    )
+    # Accepted by the intake: the signature (the webhook's own secret) checked out.
+    assert answer["sent"] and [(e["status"], e["webhook_id"]) for e in answer["events"]] == [(200, hook["id"])]
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.event == "taskStatusUpdated"
+    assert sync.webhook_delivery_process(delivery_id=delivery.pk) == "processed"
+    task.refresh_from_db()
+    assert task.status == "in_progress"
+    assert _drain() == 0  # nothing echoes back
+
+    # A delivery signed with another secret is refused and changes nothing.
+    forged = requests.post(
+        hook["endpoint"],
+        data=b'{"event":"taskStatusUpdated"}',
+        headers={"Content-Type": "application/json", "X-Signature": "0" * 64},
+        timeout=10,
+    )
+    assert forged.status_code in (401, 403) and WebhookDelivery.objects.count() == 1
+
+    call_command("register_webhooks", provider.name, unregister=True, stdout=io.StringIO())
+    provider.refresh_from_db()
+    assert requests.get(hooks_url, headers=clickup, timeout=10).json() == {"webhooks": []}
+    assert provider.config.get("webhook_id") is None and not provider.secret_config().get("webhook_secret")
+    gone = _control(
+        sandbox, "POST", "user-change", json={"provider": "clickup", "id": task.external_id, "changes": {"name": "x"}}
+    )
+    assert gone["sent"] is False and WebhookDelivery.objects.count() == 1
