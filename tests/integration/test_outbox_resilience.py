@@ -64,11 +64,15 @@ def sandbox():
 
 
 def clickup(server, **config) -> Provider:
+    # A token of this test's own: its budget (and the storm's penalty on it) in the shared Redis
+    # concerns no other test.
+    token = f"pk_it_{uuid.uuid4().hex[:12]}"
+    server.sandbox.credentials.add({"clickup_tokens": [token]})
     return provider_create(
         name=f"it-clickup-{uuid.uuid4().hex[:6]}",
         type="clickup",
-        config={"api_token": "pk_demo_clickup", "list_id": "901", "team_id": "9001",
-                "base_url": server.base_url("clickup"), **config},
+        config={"api_token": token, "list_id": "901", "team_id": "9001", "base_url": server.base_url("clickup"),
+                **config},
     )  # fmt: skip
 
 
@@ -127,11 +131,13 @@ def test_a_429_storm_ends_with_everything_delivered_and_no_event_dead_or_counted
 
 def test_four_worker_processes_sharing_one_token_never_exceed_its_limit_in_any_window(sandbox, workers):
     limit, period = 50, 10
-    server = sandbox(limits={"trello": {"per_token": limit, "period": period}})
+    key, token = f"it-key-{uuid.uuid4().hex[:12]}", f"it-token-{uuid.uuid4().hex[:12]}"  # budgets of its own
+    server = sandbox(limits={"trello": {"per_token": limit, "period": period}},
+                     credentials={"trello_keys": [key], "trello_tokens": [token]})  # fmt: skip
     provider = provider_create(
         name=f"it-trello-{uuid.uuid4().hex[:6]}",
         type="trello",
-        config={"api_key": "demo-trello-key", "api_token": "demo-trello-token", "board_id": "5a1111111111111111111111",
+        config={"api_key": key, "api_token": token, "board_id": "5a1111111111111111111111",
                 "status_lists": {"pending": "5a2222222222222222222222", "completed": "5a4444444444444444444444"},
                 "base_url": server.base_url("trello"), "rate_limit_per_10s": limit},
     )  # fmt: skip
