@@ -6,6 +6,7 @@ from rest_framework import mixins, serializers, viewsets
 
 from archangel.api import error_responses
 from archangel.audit.models import AuditEntry
+from archangel.filters import IsoDateTimeFilter
 from archangel.permissions import OperatorOnly
 
 
@@ -28,8 +29,8 @@ class AuditEntrySerializer(serializers.ModelSerializer):
 
 
 class AuditFilter(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
+    since = IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
+    until = IsoDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
     actor = django_filters.CharFilter(help_text="Exact, e.g. user:alice or job:tasks.rescore.")
     object_type = django_filters.CharFilter(help_text="app.model, e.g. tasks_app.task.")
 

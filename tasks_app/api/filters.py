@@ -1,6 +1,7 @@
 import django_filters
 from django.utils import timezone
 
+from archangel.filters import IsoDateTimeFilter
 from tasks_app.models import Assignee, Client, Task
 from tasks_app.status import CLOSED, TaskStatus
 
@@ -10,8 +11,8 @@ class TaskFilter(django_filters.FilterSet):
     provider = django_filters.UUIDFilter(field_name="provider_id")
     assignee = django_filters.UUIDFilter(field_name="assignee_id")
     client = django_filters.UUIDFilter(field_name="client_id")
-    deadline_before = django_filters.IsoDateTimeFilter(field_name="deadline", lookup_expr="lte")
-    deadline_after = django_filters.IsoDateTimeFilter(field_name="deadline", lookup_expr="gte")
+    deadline_before = IsoDateTimeFilter(field_name="deadline", lookup_expr="lte")
+    deadline_after = IsoDateTimeFilter(field_name="deadline", lookup_expr="gte")
     min_score = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
     overdue = django_filters.BooleanFilter(method="filter_overdue", help_text="Open tasks past their deadline.")
 
