@@ -10,6 +10,7 @@ figures in docs/benchmarks.md come from this command.
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -60,8 +61,9 @@ def main() -> int:
         print(f"   done in {time.perf_counter() - started:.0f} s", flush=True)
     print()
     print(table(rows))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
+    # BENCH_RESULTS_DIR: the test suite's smoke run keeps its files out of a developer's results.
+    out = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results")
+    out.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "time": time.strftime("%Y-%m-%d %H:%M")}
     (out / "latest.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
     # One file per scenario too, so a long run (sustained) keeps its figures when others run later.
