@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -19,12 +20,14 @@ from tasks_app import routing
 from tasks_app.models import AssigneeIdentity, RoutingDecision, Task
 from tasks_app.status import OPEN
 
+logger = logging.getLogger(__name__)
+
 
 def routing_inputs() -> routing.RoutingInputs:
     """Providers with health and load, active assignees with identities and open effort, and the
     round-robin cursor: the inputs of a whole batch of routing decisions. Three queries (one when
-    no provider is configured), plus the two open-load aggregates when this process's copy is
-    older than ``ROUTING_LOAD_TTL_MS`` (see "Open load" below)."""
+    no provider is configured), plus the two open-load aggregates when this process has no copy
+    or one older than twice ``ROUTING_LOAD_TTL_MS`` (see "Open load" below)."""
     rows = _providers()
     if not rows:
         return routing.RoutingInputs(providers={}, assignees={})
@@ -123,20 +126,30 @@ class OpenLoad:
 
     - the aggregates are read again once the copy is ``ROUTING_LOAD_TTL_MS`` old (1 s by
       default, at most 2 s), so anything done elsewhere (other processes' creates, updates,
-      completions) reaches routing within that time;
+      completions) reaches routing within that time plus one read of the aggregates, and never
+      later than twice the TTL;
+    - that read is off the request path: a decision that finds the copy older than the TTL but
+      younger than twice the TTL uses it and starts one background thread that reads the
+      aggregates again (never two at once in a process); only a decision that finds no copy, or
+      one older than twice the TTL (a refresh failed or is stuck), reads them itself. At 30–50k
+      open tasks the read takes tens of ms, and every create that landed on it paid it;
     - tasks this process inserts are added to the copy when their transaction commits
       (``archangel.db.rows_inserted``), so a burst of creates in one process spreads its work
       at once, as a bulk request does within itself;
     - any other save or delete of a task in this process (an update, a completion, a move)
-      drops the copy when it commits, so the next decision reads the aggregates again;
+      drops the copy when it commits, so the next decision reads the aggregates again; a read
+      already under way when it commits is not kept;
     - a read made inside a transaction that has written anything is never kept: it may count
       that transaction's own uncommitted work. (A transaction that has only read, such as the
       one around an ``Idempotency-Key`` request before its create, has no transaction id yet:
-      PostgreSQL's ``txid_current_if_assigned()`` says so, and its read is kept.)
+      PostgreSQL's ``txid_current_if_assigned()`` says so, and its read is kept.) The
+      background read runs on its own connection, outside any transaction.
 
-    What it costs: a decision may miss up to one TTL of other processes' work, so two
-    processes creating at once can both pick the same least-loaded person for that second.
-    Routing is a balancing heuristic and every decision records the loads it saw.
+    What it costs: a decision may miss up to one TTL (and one read) of other processes' work,
+    so two processes creating at once can both pick the same least-loaded person for that
+    second. A create this process commits while a read is under way may be counted once in the
+    copy or, if that read's snapshot predates it, missed until the next read. Routing is a
+    balancing heuristic and every decision records the loads it saw.
     """
 
     def __init__(self) -> None:
@@ -144,20 +157,64 @@ class OpenLoad:
         self._taken: float | None = None  # time.monotonic() when the kept aggregates were started
         self._providers: dict[uuid.UUID, int] = {}
         self._assignees: dict[uuid.UUID, float] = {}
+        self._generation = 0  # moved by forget(): a read started before it is not kept
+        self._refresher: threading.Thread | None = None
 
     def read(self) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, float]]:
         """``(open tasks by provider, open hours by assignee)``: copies the caller may change."""
         ttl = settings.ARCHANGEL["ROUTING_LOAD_TTL_MS"] / 1000
         with self._lock:
-            if self._taken is not None and time.monotonic() - self._taken < ttl:
-                return dict(self._providers), dict(self._assignees)
+            if self._taken is not None:
+                age = time.monotonic() - self._taken
+                if age < 2 * ttl:
+                    if age >= ttl:
+                        self._start_refresh()
+                    return dict(self._providers), dict(self._assignees)
+            generation = self._generation
         started = time.monotonic()
         providers = open_tasks_by_provider()
         assignees = open_hours_by_assignee()
         if ttl > 0 and _sees_only_committed_rows():
-            with self._lock:
-                self._taken, self._providers, self._assignees = started, providers, assignees
+            self._keep(generation, started, providers, assignees)
         return dict(providers), dict(assignees)
+
+    def _keep(self, generation: int, started: float, providers: dict, assignees: dict) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # a write of this process committed during the read
+            if self._taken is not None and self._taken > started:
+                return  # a newer read is already kept
+            self._taken, self._providers, self._assignees = started, providers, assignees
+
+    def _start_refresh(self) -> None:
+        """Read the aggregates in a background thread unless one is already reading (lock held)."""
+        if self._refresher is not None:
+            return
+        thread = threading.Thread(
+            target=self._refresh, args=(self._generation,), name="open-load-refresh", daemon=True
+        )
+        self._refresher = thread
+        thread.start()
+
+    def _refresh(self, generation: int) -> None:
+        try:
+            started = time.monotonic()
+            providers = open_tasks_by_provider()
+            assignees = open_hours_by_assignee()
+            self._keep(generation, started, providers, assignees)
+        except Exception:
+            # The copy stays as it is; past twice the TTL a decision reads the aggregates itself.
+            logger.exception("open load: background read failed")
+        finally:
+            connection.close()  # this thread's own connection
+            with self._lock:
+                self._refresher = None
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Wait for a background read under way, if any (tests, shutdown)."""
+        thread = self._refresher
+        if thread is not None:
+            thread.join(timeout)
 
     def add(self, tasks: Iterable[Task]) -> None:
         """Count newly committed tasks in the kept copy."""
@@ -176,6 +233,7 @@ class OpenLoad:
     def forget(self) -> None:
         with self._lock:
             self._taken = None
+            self._generation += 1
 
 
 def _sees_only_committed_rows() -> bool:
