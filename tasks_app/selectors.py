@@ -131,7 +131,7 @@ class OpenLoad:
     - that read is off the request path: a decision that finds the copy older than the TTL but
       younger than twice the TTL uses it and starts one background thread that reads the
       aggregates again (never two at once in a process); only a decision that finds no copy, or
-      one older than twice the TTL (a refresh failed or is stuck), reads them itself. At 30–50k
+      one older than twice the TTL (a refresh failed or is stuck), reads them itself. At 30,000-50,000
       open tasks the read takes tens of ms, and every create that landed on it paid it;
     - tasks this process inserts are added to the copy when their transaction commits
       (``archangel.db.rows_inserted``), so a burst of creates in one process spreads its work
@@ -190,9 +190,7 @@ class OpenLoad:
         """Read the aggregates in a background thread unless one is already reading (lock held)."""
         if self._refresher is not None:
             return
-        thread = threading.Thread(
-            target=self._refresh, args=(self._generation,), name="open-load-refresh", daemon=True
-        )
+        thread = threading.Thread(target=self._refresh, args=(self._generation,), name="open-load-refresh", daemon=True)
         self._refresher = thread
         thread.start()
 
