@@ -222,7 +222,11 @@ CLICKUP_STATUS_TYPES = {"open": "pending", "custom": "in_progress", "closed": "c
 def clickup_status(status: Any, config: Mapping[str, Any]) -> str | None:
     if not isinstance(status, Mapping):
         return None
-    names = {str(v).lower(): k for k, v in (config.get("status_map") or {}).items()}
+    # Two of our statuses may share one of the list's (the demo maps pending and assigned to
+    # "to do"): the first listed is ours, as the adapter reads a task (ClickUpAdapter._remote).
+    names: dict[str, str] = {}
+    for ours, theirs in (config.get("status_map") or {}).items():
+        names.setdefault(str(theirs).lower(), ours)
     name = str(status.get("status") or "").lower()
     if name in names:
         return names[name]

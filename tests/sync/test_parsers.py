@@ -24,6 +24,16 @@ def test_clickup_status_names_of_the_config_win_over_the_type():
     assert webhooks.clickup_status({"status": "qa", "type": "custom"}, CLICKUP_CONFIG) == "review"
 
 
+def test_a_clickup_status_two_of_ours_share_reads_as_the_first_as_the_adapter_reads_it():
+    from providers_app.adapters.clickup import ClickUpAdapter
+
+    status_map = {"pending": "to do", "assigned": "to do", "in_progress": "in progress"}
+    to_do = {"status": "to do", "type": "open"}
+    assert webhooks.clickup_status(to_do, {"status_map": status_map}) == "pending"
+    adapter = ClickUpAdapter({"api_token": "pk_x", "list_id": "1", "status_map": status_map})
+    assert adapter._remote({"id": "t1", "name": "x", "status": to_do}).status == "pending"
+
+
 def test_clickup_description_changes_need_the_task_fetched():
     payload = example("clickup")
     payload["history_items"][0].update({"field": "content", "before": None, "after": '{"ops":[]}'})
