@@ -81,6 +81,8 @@ WEBHOOK_EVENTS = frozenset(
 WEBHOOK_LOCATIONS = {"space_id": "space", "folder_id": "folder", "list_id": "list", "task_id": None}
 # A webhook is suspended at this many failures (§1.5, CU-health).
 WEBHOOK_SUSPEND_AT = 100
+# The task fields whose change through the API is reported as a history item (§1.5).
+WEBHOOK_FIELDS = ("name", "description", "status", "priority", "due_date", "archived")
 # The client id of webhooks made with a personal token: not documented (UNCONFIRMED); a fixed value.
 WEBHOOK_CLIENT_ID = "SANDBOXPERSONALTOKEN"
 
@@ -370,10 +372,10 @@ class ClickUp(ProviderSim):
                 out.append(dict(hook))
         return out
 
-    def delivery_result(self, webhook_id: str, status: int) -> None:
+    def delivery_result(self, webhook_id: str, status: int, *, final: bool) -> None:
         """A delivery's answer on its webhook's health (§1.5, CU-health): a 2xx recovers it, a
-        410 suspends it at once, any other answer is a failure and 100 of them suspend it.
-        ClickUp retries an event 5 times before counting it; the sandbox counts each attempt."""
+        410 suspends it at once, any other answer makes it failing; an event dropped after its
+        retries (``final``) counts in ``fail_count``, and 100 of them suspend it."""
         hook = self.webhooks.get(webhook_id)
         if hook is None:
             return
@@ -383,8 +385,25 @@ class ClickUp(ProviderSim):
         elif status == 410:
             health["status"] = "suspended"
         else:
-            health["fail_count"] += 1
+            health["fail_count"] += 1 if final else 0
             health["status"] = "suspended" if health["fail_count"] >= WEBHOOK_SUSPEND_AT else "failing"
+
+    def emit(self, before: dict[str, Any] | None, after: dict[str, Any], names: list[str]) -> None:
+        """Queue the signed deliveries of a change made through the API (Archangel's own, so its
+        echo suppression is exercised) to every webhook that wants them: ClickUp reports every
+        change of a watched task, whoever made it (§1.5). Posted after the fact by the emitter's
+        thread and retried. Called under the sandbox lock."""
+        if not self.webhooks:
+            return
+        from providers_app.sandbox.webhooks import clickup_events, emitter_for
+
+        events = clickup_events(before, after, names, now_ms(), user=OWNER)
+        hooks: dict[str, dict[str, Any]] = {}
+        for event, _ in events:
+            hooks.update((h["id"], h) for h in self.webhooks_for(after, event))
+        if hooks:
+            emitter = emitter_for(self.sandbox)
+            emitter.queue(emitter.clickup_deliveries(list(hooks.values()), events, after["id"]))
 
     def _list(self, list_id: str) -> dict[str, Any]:
         found = self.lists.get(list_id)
@@ -546,6 +565,7 @@ class ClickUp(ProviderSim):
             ]
         self.tasks[task_id] = task
         self.record_create(task_id, task["name"], task["description"])
+        self.emit(None, self._public(task), [])
         return Response.json(200, self._public(task))
 
     def _update(self, req: Request, task_id: str) -> Response:
@@ -565,15 +585,22 @@ class ClickUp(ProviderSim):
             kept = [a for a in draft["assignees"] if a["id"] not in rem]
             draft["assignees"] = kept + [a for a in add if a["id"] not in {k["id"] for k in kept}]
         draft["date_updated"] = str(now_ms())
+        before = self._public(task)
         task.clear()
         task.update(draft)
         self.record_effect("update", task_id, fields=sorted(k for k in data if k != "_seq"))
+        if self.webhooks:
+            changed = [k for k in WEBHOOK_FIELDS if before.get(k) != task.get(k)]
+            was, now = {a["id"] for a in before["assignees"]}, {a["id"] for a in task["assignees"]}
+            changed += ["assignee_add"] * bool(now - was) + ["assignee_rem"] * bool(was - now)
+            self.emit(before, self._public(task), changed)
         return Response.json(200, self._public(task))
 
     def _delete(self, task_id: str) -> Response:
-        self._task(task_id)
+        task = self._task(task_id)
         del self.tasks[task_id]
         self.record_effect("delete", task_id)
+        self.emit(self._public(task), self._public(task), ["task_deletion"])
         # Whether deletion is permanent is UNCONFIRMED (§1.2); here it is, and the body is empty.
         return Response(204, b"", "application/json")
 

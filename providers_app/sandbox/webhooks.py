@@ -6,8 +6,10 @@ Control endpoints (JSON), wired into ``Sandbox.control``:
 ``POST /_sandbox/webhooks`` ``{"provider": "todoist", "url": ..., "secret": ...}``
     Register the target of one provider (ClickUp also takes the ``webhook_id`` its payloads carry).
     ClickUp webhooks can also be registered as on ClickUp, ``POST /clickup/api/v2/team/{team_id}/webhook``
-    (clickup.py): each gets its own secret, and a change of a task it watches is posted to its
-    endpoint with its ``webhook_id``, signed with that secret, beside the target set here.
+    (clickup.py): each gets its own secret, and a change of a task it watches (through the API,
+    after the fact and retried; or "as a user", at once) is posted to its endpoint with its
+    ``webhook_id``, signed with that secret, beside the target set here (``{"provider":
+    "clickup", "retry_seconds": [...]}`` alone sets the waits between its retries).
     Trello webhooks are registered as on Trello, ``POST /trello/1/webhooks`` (trello.py); here
     ``{"provider": "trello", "retry_seconds": [...]}`` only sets the waits between its retries.
 ``GET /_sandbox/webhooks``
@@ -55,6 +57,8 @@ CHANGEABLE = ("clickup", "trello", "todoist")
 SANDBOX_USER = {"id": "5c0000000000000000000001", "fullName": "Sandbox user", "username": "sandboxuser"}
 # Trello retries a failed delivery 3 times (§2.5); its intervals are not documented.
 TRELLO_RETRY_SECONDS = (1.0, 5.0, 30.0)
+# ClickUp retries an event up to 5 times (§1.5, CU-health); its intervals are not documented.
+CLICKUP_RETRY_SECONDS = (1.0, 5.0, 30.0, 60.0, 120.0)
 
 
 def emitter_for(sandbox) -> WebhookEmitter:
@@ -71,6 +75,7 @@ class WebhookEmitter:
         self.targets: dict[str, dict[str, str]] = {}
         self.sent: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.trello_retry_seconds: tuple[float, ...] = TRELLO_RETRY_SECONDS
+        self.clickup_retry_seconds: tuple[float, ...] = CLICKUP_RETRY_SECONDS
         # Trello deliveries waiting to be posted: (due, seq, delivery), one thread posts them.
         self._cond = threading.Condition()
         self._queue: list[tuple[float, int, dict[str, Any]]] = []
@@ -101,11 +106,16 @@ class WebhookEmitter:
                     "pending": self.pending(),
                 },
             )
-        if what == "webhooks" and method in ("POST", "PUT") and body.get("provider") == "trello":
+        provider = body.get("provider")
+        if (
+            what == "webhooks"
+            and method in ("POST", "PUT")
+            and (provider == "trello" or (provider == "clickup" and "retry_seconds" in body and "url" not in body))
+        ):
             delays = body.get("retry_seconds")
             if not isinstance(delays, list) or not all(isinstance(d, int | float) and 0 <= d <= 3600 for d in delays):
-                raise ValueError("webhooks: trello takes retry_seconds, a list of 0-3600 second waits")
-            self.trello_retry_seconds = tuple(float(d) for d in delays)
+                raise ValueError(f"webhooks: {provider} takes retry_seconds, a list of 0-3600 second waits")
+            setattr(self, f"{provider}_retry_seconds", tuple(float(d) for d in delays))
             return Response.json(200, {"ok": True})
         if what == "webhooks" and method in ("POST", "PUT"):
             provider = body.get("provider")
@@ -186,31 +196,7 @@ class WebhookEmitter:
             sim.record_effect("user_update", task_id, fields=sorted(changes))
             after = sim._public(task)
         events = []
-        for name in sorted(changes):
-            field, event, old, new = {
-                "name": ("name", "taskUpdated", before.get("name"), after.get("name")),
-                # A description arrives as a Quill delta string, "before" null (§1.5).
-                "description": (
-                    "content",
-                    "taskUpdated",
-                    None,
-                    json.dumps({"ops": [{"insert": after["description"]}]}),
-                ),
-                "status": ("status", "taskStatusUpdated", before.get("status"), after.get("status")),
-                "priority": ("priority", "taskPriorityUpdated", before.get("priority"), after.get("priority")),
-            }.get(name, (name, "taskUpdated", before.get(name), after.get(name)))
-            item = {
-                "id": str(at * 1000 + len(events)),
-                "type": 1,
-                "date": str(at),
-                "field": field,
-                "parent_id": after.get("list", {}).get("id"),
-                "data": {},
-                "source": None,
-                "user": {"id": 183, "username": "Sandbox user", "email": "user@example.com"},
-                "before": old,
-                "after": new,
-            }
+        for event, item in clickup_events(before, after, sorted(changes), at, user=CLICKUP_SANDBOX_USER):
             # Every webhook registered through the API that wants this event of this task gets
             # its own delivery: its webhook_id in the payload, signed with its own secret (§1.5).
             with self.sandbox.lock:
@@ -228,7 +214,7 @@ class WebhookEmitter:
                     "clickup", payload, url=hook["endpoint"], secret=hook["secret"], callback_url=hook["endpoint"]
                 )
                 with self.sandbox.lock:
-                    sim.delivery_result(hook["id"], result["status"])
+                    sim.delivery_result(hook["id"], result["status"], final=True)
                 events.append({**result, "webhook_id": hook["id"]})
         return {
             "sent": all(e.get("sent") for e in events),
@@ -347,14 +333,15 @@ class WebhookEmitter:
             delay = 0.0
         else:
             attempt = delivery["attempt"]
-            if attempt >= len(self.trello_retry_seconds):
-                return  # retried as often as Trello does: dropped
-            delay = self.trello_retry_seconds[attempt]
+            retries = self._retries(delivery)
+            if attempt >= len(retries):
+                return  # retried as often as the provider does: dropped
+            delay = retries[attempt]
             delivery = {**delivery, "attempt": attempt + 1}
         with self._cond:
             heapq.heappush(self._queue, (time.monotonic() + delay, next(self._seq), delivery))
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="sandbox-trello-webhooks", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
 
@@ -366,13 +353,72 @@ class WebhookEmitter:
                 _, _, delivery = heapq.heappop(self._queue)
                 self._in_flight += 1
             try:
-                status = self._trello_post(delivery)
+                if delivery.get("provider") == "clickup":
+                    status = self._clickup_post(delivery)
+                else:
+                    status = self._trello_post(delivery)
                 if not (200 <= status < 300 or status == 410):
                     self._schedule(delivery)
             finally:
                 with self._cond:
                     self._in_flight -= 1
                     self._cond.notify_all()
+
+    def _retries(self, delivery: dict[str, Any]) -> tuple[float, ...]:
+        return self.clickup_retry_seconds if delivery.get("provider") == "clickup" else self.trello_retry_seconds
+
+    # ClickUp webhooks registered through the API (clickup.py) -----------------------------------
+    def clickup_deliveries(self, hooks: list[dict[str, Any]], events: list[tuple[str, dict[str, Any]]], task_id: str):
+        """One delivery per (webhook, event): the webhook's id in the payload and X-Signature =
+        hex HMAC-SHA256(that webhook's secret, raw body) (§1.5)."""
+        out = []
+        for hook in hooks:
+            for event, item in events:
+                if "*" not in hook["events"] and event not in hook["events"]:
+                    continue
+                payload = {"event": event, "history_items": [item], "task_id": task_id, "webhook_id": hook["id"]}
+                body = json.dumps(payload, separators=(",", ":")).encode()
+                headers = {
+                    "Content-Type": "application/json",
+                    SIGNATURE_HEADERS["clickup"]: sign("clickup", body=body, secret=hook["secret"]),
+                }
+                out.append(
+                    {
+                        "provider": "clickup",
+                        "hook": hook["id"],
+                        "url": hook["endpoint"],
+                        "body": body,
+                        "headers": headers,
+                        "action_id": item["id"],
+                        "action_type": event,
+                        "attempt": 0,
+                    }
+                )
+        return out
+
+    def _clickup_post(self, delivery: dict[str, Any]) -> int:
+        try:
+            status = requests.post(
+                delivery["url"], data=delivery["body"], headers=delivery["headers"], timeout=10
+            ).status_code
+            error = None
+        except requests.RequestException as exc:
+            status, error = 0, type(exc).__name__
+        final = 200 <= status < 300 or status == 410 or delivery["attempt"] >= len(self.clickup_retry_seconds)
+        with self.sandbox.lock:
+            self.sandbox.sims["clickup"].delivery_result(delivery["hook"], status, final=final)
+        entry = {
+            "provider": "clickup",
+            "delivery_id": delivery["action_id"],
+            "event": delivery["action_type"],
+            "webhook_id": delivery["hook"],
+            "attempt": delivery["attempt"],
+            "status": status,
+        }
+        if error:
+            entry["error"] = error
+        self.sent.append(entry)
+        return status
 
     def _trello_post(self, delivery: dict[str, Any]) -> int:
         try:
@@ -404,6 +450,51 @@ class WebhookEmitter:
             entry["error"] = error
         self.sent.append(entry)
         return status
+
+
+# ClickUp history items (docs/provider-apis.md §1.5): one event per changed field, never the task.
+CLICKUP_SANDBOX_USER = {"id": 183, "username": "Sandbox user", "email": "user@example.com"}
+
+
+def clickup_events(
+    before: dict[str, Any] | None, after: dict[str, Any], names: list[str], at: int, *, user: dict[str, Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(event, history item) for each changed field name of a task (``name``, ``description``,
+    ``status``, ``priority``, others as ``taskUpdated``); a new task (``before`` None) fires
+    ``taskCreated`` and ``taskStatusUpdated`` (§1.5, CU-payloads)."""
+    if before is None:
+        names = ["task_creation", "status"]
+        before = {}
+    out = []
+    for name in names:
+        field, event, old, new = {
+            "task_creation": ("task_creation", "taskCreated", None, None),
+            "name": ("name", "taskUpdated", before.get("name"), after.get("name")),
+            # A description arrives as a Quill delta string, "before" null (§1.5).
+            "description": ("content", "taskUpdated", None, json.dumps({"ops": [{"insert": after["description"]}]})),
+            "status": ("status", "taskStatusUpdated", before.get("status"), after.get("status")),
+            "priority": ("priority", "taskPriorityUpdated", before.get("priority"), after.get("priority")),
+            "due_date": ("due_date", "taskDueDateUpdated", before.get("due_date"), after.get("due_date")),
+            # Assignee items name one user each; Archangel reads the task for the whole list.
+            "assignee_add": ("assignee_add", "taskAssigneeUpdated", None, None),
+            "assignee_rem": ("assignee_rem", "taskAssigneeUpdated", None, None),
+            # The history item of a deletion is not quoted in the reference (UNCONFIRMED).
+            "task_deletion": ("task_deletion", "taskDeleted", None, None),
+        }.get(name, (name, "taskUpdated", before.get(name), after.get(name)))
+        item = {
+            "id": str(at * 1000 + len(out)),
+            "type": 1,
+            "date": str(at),
+            "field": field,
+            "parent_id": after.get("list", {}).get("id"),
+            "data": {},
+            "source": None,
+            "user": dict(user),
+            "before": old,
+            "after": new,
+        }
+        out.append((event, item))
+    return out
 
 
 # Trello action shapes (docs/provider-apis.md §2.5: the example updateCard, and the action types

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from providers_app.sandbox.webhooks import emitter_for
 from tests.sandbox.conftest import DEMO_LIST
 from tests.sandbox.test_trello_webhooks import Receiver
 
@@ -208,3 +209,74 @@ def test_failures_count_on_the_webhooks_health_and_a_410_suspends_it(client, rec
     assert len(receiver.posts()) == 3
     change(client, task["id"], name="Four")
     assert len(receiver.posts()) == 3  # suspended: nothing more is sent
+
+
+def settle(client):
+    assert emitter_for(client.server.sandbox).wait_idle(10)
+
+
+def test_changes_through_the_api_are_posted_after_the_fact_to_the_webhooks_that_want_them(client, receiver):
+    every = register(client, f"{receiver.url}/every", list_id=DEMO_LIST, events=["*"]).json()["webhook"]
+    deletions = register(client, f"{receiver.url}/deletions", events=["taskDeleted"]).json()["webhook"]
+    task = create_task(client, name="Plan the launch")
+    settle(client)
+    updated = client.clickup("PUT", f"/task/{task['id']}", json={"name": "Plan the launch v2", "priority": 1})
+    assert updated.status_code == 200
+    settle(client)
+    assert client.clickup("DELETE", f"/task/{task['id']}").status_code == 204
+    settle(client)
+
+    posts = receiver.posts()
+    hooks = {"/every": every, "/deletions": deletions}
+    for post in posts:
+        hook = hooks[post["path"]]
+        assert post["headers"]["X-Signature"] == expected_signature(post["body"], hook["secret"])
+        assert json.loads(post["body"])["webhook_id"] == hook["id"]
+    seen = [(p["path"], json.loads(p["body"])["event"]) for p in posts]
+    # A new task fires both taskCreated and taskStatusUpdated (§1.5, CU-payloads).
+    assert seen == [
+        ("/every", "taskCreated"),
+        ("/every", "taskStatusUpdated"),
+        ("/every", "taskUpdated"),
+        ("/every", "taskPriorityUpdated"),
+        ("/every", "taskDeleted"),
+        ("/deletions", "taskDeleted"),
+    ]
+    payloads = [json.loads(p["body"]) for p in posts]
+    assert {p["task_id"] for p in payloads} == {task["id"]}
+    rename = next(p for p in payloads if p["event"] == "taskUpdated")["history_items"][0]
+    assert (rename["field"], rename["before"], rename["after"]) == ("name", "Plan the launch", "Plan the launch v2")
+    assert next(p for p in payloads if p["event"] == "taskPriorityUpdated")["history_items"][0]["after"]["id"] == "1"
+
+
+def test_a_failed_api_change_delivery_is_retried_five_times_then_counted(client, receiver):
+    emitter = emitter_for(client.server.sandbox)
+    default = emitter.clickup_retry_seconds
+    client.control("POST", "webhooks", json={"provider": "clickup", "retry_seconds": [0.02] * 5})
+    try:
+        register(client, f"{receiver.url}/h", events=["taskCreated"])
+        receiver.status["POST"] = 500
+        create_task(client)
+        settle(client)
+        assert len(receiver.posts()) == 6  # the first attempt and ClickUp's 5 retries (§1.5)
+        [hook] = client.clickup("GET", "/team/9001/webhook").json()["webhooks"]
+        assert hook["health"] == {"status": "failing", "fail_count": 1}  # one event dropped
+        receiver.status["POST"] = 410
+        create_task(client, name="Second")
+        settle(client)
+        assert len(receiver.posts()) == 7  # a 410 is not retried and suspends the webhook
+        [hook] = client.clickup("GET", "/team/9001/webhook").json()["webhooks"]
+        assert hook["health"]["status"] == "suspended"
+        create_task(client, name="Third")
+        settle(client)
+        assert len(receiver.posts()) == 7
+    finally:
+        emitter.clickup_retry_seconds = default
+
+
+def test_an_api_change_nobody_watches_costs_no_delivery(client, receiver):
+    client.control("POST", "config", json={"clickup": {"lists": ["902"]}})
+    register(client, f"{receiver.url}/h", list_id="902", events=["*"])
+    task = create_task(client)
+    assert client.clickup("PUT", f"/task/{task['id']}", json={"name": "x"}).status_code == 200
+    assert emitter_for(client.server.sandbox).pending() == 0 and receiver.requests == []

@@ -280,9 +280,12 @@ def test_a_clickup_webhook_registered_by_the_command_brings_a_sandbox_change_bac
     from django.core.management import call_command
 
     from providers_app.sandbox.clickup import TEAM_ID
+    from providers_app.sandbox.webhooks import emitter_for
     from tasks_app.management.commands.bootstrap_demo import DEMO_PROVIDERS
 
-    # The demo's own ClickUp provider (make run), pointed at this test's sandbox.
+    # The demo's own ClickUp provider (make run), pointed at this test's sandbox. Its status map
+    # sends "pending" and "assigned" both to "to do": the echo of our own create reads as the
+    # "pending" we wrote, so it changes nothing and records no conflict.
     [(name, _, demo_config)] = [p for p in DEMO_PROVIDERS if p[1] == "clickup"]
     assert demo_config["team_id"] == TEAM_ID
     provider = provider_services.provider_create(
@@ -301,25 +304,53 @@ def test_a_clickup_webhook_registered_by_the_command_brings_a_sandbox_change_bac
     assert provider.secret_config()["webhook_secret"] == hook["secret"]
     assert hook["secret"] not in provider.secrets and hook["secret"] not in str(provider.config)  # encrypted
 
+    emitter = emitter_for(sandbox.sandbox)
+
+    def apply_what_clickup_sent() -> list[int]:
+        assert emitter.wait_idle(15)
+        sync.webhook_deliveries_drain()
+        return [d["status"] for d in _control(sandbox, "GET", "webhooks")["sent"]]
+
+    # 1. Created in Archangel and delivered: ClickUp reports our own create back (taskCreated
+    # and taskStatusUpdated, §1.5), signed with the webhook's secret; it adopts nothing.
     task, _ = task_create(data={"title": "Renew the lease", "provider": str(provider.pk)})
     assert _drain() == 1
     task.refresh_from_db()
     assert task.external_id and task.status == "pending"
+    assert apply_what_clickup_sent() == [200, 200]
+    assert sorted(WebhookDelivery.objects.values_list("event", flat=True)) == ["taskCreated", "taskStatusUpdated"]
+    assert Task.objects.count() == 1 and _drain() == 0
+    task.refresh_from_db()
+    assert task.status == "pending" and not SyncConflict.objects.exists()
 
+    # 2. The user moves it to "in progress": accepted by the intake (the signature with the
+    # webhook's own secret checked out) and applied.
     answer = _control(
         sandbox,
         "POST",
         "user-change",
         json={"provider": "clickup", "id": task.external_id, "changes": {"status": "in progress"}},
     )
-    # Accepted by the intake: the signature (the webhook's own secret) checked out.
     assert answer["sent"] and [(e["status"], e["webhook_id"]) for e in answer["events"]] == [(200, hook["id"])]
-    delivery = WebhookDelivery.objects.get()
-    assert delivery.event == "taskStatusUpdated"
-    assert sync.webhook_delivery_process(delivery_id=delivery.pk) == "processed"
+    assert apply_what_clickup_sent() == [200, 200, 200]
+    delivery = WebhookDelivery.objects.order_by("received_at").last()
+    assert (delivery.event, delivery.status) == ("taskStatusUpdated", "processed")
     task.refresh_from_db()
     assert task.status == "in_progress"
     assert _drain() == 0  # nothing echoes back
+
+    # 3. Our own rename goes out and ClickUp reports it back: recognised as ours, no conflict.
+    task_update(task_id=task.pk, data={"title": "Renew the lease (3 years)"}, partial=True)
+    assert _drain() == 1
+    statuses = apply_what_clickup_sent()
+    assert len(statuses) > 3 and set(statuses) == {200}
+    echoes = list(WebhookDelivery.objects.order_by("received_at")[3:])
+    assert echoes and {e.status for e in echoes} <= {"processed", "ignored"}
+    task.refresh_from_db()
+    assert (task.title, task.status) == ("Renew the lease (3 years)", "in_progress")
+    assert not SyncConflict.objects.filter(task=task).exists()
+    assert _drain() == 0
+    seen = WebhookDelivery.objects.count()
 
     # A delivery signed with another secret is refused and changes nothing.
     forged = requests.post(
@@ -328,7 +359,7 @@ def test_a_clickup_webhook_registered_by_the_command_brings_a_sandbox_change_bac
         headers={"Content-Type": "application/json", "X-Signature": "0" * 64},
         timeout=10,
     )
-    assert forged.status_code in (401, 403) and WebhookDelivery.objects.count() == 1
+    assert forged.status_code in (401, 403) and WebhookDelivery.objects.count() == seen
 
     call_command("register_webhooks", provider.name, unregister=True, stdout=io.StringIO())
     provider.refresh_from_db()
@@ -337,4 +368,5 @@ def test_a_clickup_webhook_registered_by_the_command_brings_a_sandbox_change_bac
     gone = _control(
         sandbox, "POST", "user-change", json={"provider": "clickup", "id": task.external_id, "changes": {"name": "x"}}
     )
-    assert gone["sent"] is False and WebhookDelivery.objects.count() == 1
+    assert gone["sent"] is False
+    assert emitter.wait_idle(15) and WebhookDelivery.objects.count() == seen
