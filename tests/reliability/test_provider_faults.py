@@ -60,9 +60,12 @@ def test_every_event_ends_delivered_or_dead_with_its_reason_whatever_the_provide
         task_update(task_id=task.id, data={"title": f"{task.title} renamed"}, partial=True)
     sandbox.sandbox.set_faults(
         {
-            "clickup": {"error_rate": 0.2, "malformed_rate": 0.15, "latency_ms": 10, "jitter_ms": 40},
+            # Random faults, and each kind at least once for sure (``*_next``): with some thirty
+            # requests per provider a rate alone can miss a kind (it did, about one run in fifty).
+            "clickup": {"error_rate": 0.2, "malformed_rate": 0.15, "malformed_next": 1,
+                        "latency_ms": 10, "jitter_ms": 40},
             "trello": {"timeout_rate": 0.1, "timeout_seconds": 1.5, "drop_rate": 0.1, "reset_rate": 0.1,
-                       "latency_ms": 10, "jitter_ms": 40},
+                       "timeout_next": 1, "drop_next": 1, "reset_next": 1, "latency_ms": 10, "jitter_ms": 40},
             "todoist": {"error_next": 4, "error_status": 503, "latency_ms": 10, "jitter_ms": 40},
         }
     )  # fmt: skip
