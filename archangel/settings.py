@@ -356,6 +356,9 @@ ARCHANGEL = {
     "PUBLIC_URL": env_str("ARCHANGEL_PUBLIC_URL", ""),
     # Minutes between reconciliation pulls of each provider (0 turns the periodic pull off).
     "SYNC_PULL_MINUTES": env_int("ARCHANGEL_SYNC_PULL_MINUTES", 15, minimum=0),
+    # A periodic pull stops after this many seconds and resumes from its cursor on the next run:
+    # well inside the jobs' soft time limit, which would otherwise cut it mid-page.
+    "SYNC_PULL_MAX_SECONDS": env_int("ARCHANGEL_SYNC_PULL_MAX_SECONDS", CELERY_TASK_SOFT_TIME_LIMIT // 2, minimum=1),
     # What happens to a provider's undelivered tasks when it goes down (tasks_app.services.provider_went_down):
     # "wait" for it to come back, or "move" them to another available provider.
     "PROVIDER_DOWN_POLICY": env_choice("ARCHANGEL_PROVIDER_DOWN_POLICY", "wait", {"wait", "move"}),
@@ -368,6 +371,12 @@ ARCHANGEL = {
     # Sends of one plan email that failed before it is given up (each email job run retries once).
     "PLAN_EMAIL_MAX_ATTEMPTS": env_int("ARCHANGEL_PLAN_EMAIL_MAX_ATTEMPTS", 3, minimum=1),
 }
+if ARCHANGEL["SYNC_PULL_MAX_SECONDS"] >= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "ARCHANGEL_SYNC_PULL_MAX_SECONDS must be less than the jobs' soft time limit "
+        f"({CELERY_TASK_SOFT_TIME_LIMIT} s), "
+        f"got {ARCHANGEL['SYNC_PULL_MAX_SECONDS']}"
+    )
 if ARCHANGEL["ROUTING_LOAD_TTL_MS"] > 2000:
     # The documented bound on how stale routing's view of other processes' work may be.
     raise ImproperlyConfigured(

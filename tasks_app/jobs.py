@@ -1,8 +1,10 @@
 """Celery jobs of the tasks app: thin wrappers that take ids, call a service and are safe to run twice."""
 
 import logging
+import time
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from providers_app.services import webhook_enqueue
@@ -54,11 +56,19 @@ def reconcile_providers() -> int:
         return 0
     from tasks_app.reconcile import provider_pull, providers_due
 
+    # A pull of a big account takes longer than a job may run (the task time limit): each run
+    # stops at its budget and the next resumes from the stored cursor. A soft time limit is not a
+    # provider's failure: it ends the run instead of starting the next provider's pull.
+    deadline = time.monotonic() + settings.ARCHANGEL["SYNC_PULL_MAX_SECONDS"]
     count = 0
     for provider in providers_due(minutes=minutes):
+        if time.monotonic() >= deadline:
+            break
         try:
-            provider_pull(provider=provider, since=None, open_only=True)
+            provider_pull(provider=provider, since=None, open_only=True, deadline=deadline)
             count += 1
+        except SoftTimeLimitExceeded:
+            raise
         except Exception:
             logger.exception("reconciliation pull of provider %s failed", provider.pk)
     return count

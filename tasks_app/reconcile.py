@@ -43,12 +43,15 @@ def provider_pull(
     restart: bool = False,
     wait_for_budget: bool = False,
     on_page: Callable[[int, dict[str, int]], None] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, int]:
     """Pull every page of ``provider``'s tasks; return outcome counts (see ``remote_change_apply``).
 
     ``since``: adopt unknown open tasks created at or after it (default: the start of the
     previous pull, else 30 days back). Resumes a pull left unfinished unless ``restart``.
     A dry run reads every page and stores nothing (not even the cursor).
+    ``deadline`` (a ``time.monotonic()`` value): stop after the page that passes it, reporting
+    ``paused``, and leave the cursor for the next pull to resume from (the beat job's time budget).
     """
     from providers_app.adapters import get_adapter
 
@@ -89,6 +92,10 @@ def provider_pull(
             on_page(len(raws), counts)
         if not cursor:
             break
+        if deadline is not None and time.monotonic() >= deadline:
+            totals["pages"] = pages
+            totals["paused"] = 1
+            return totals
     if not dry_run:
         state.finished_at = timezone.now()
         state.save(update_fields=["finished_at", "updated_at"])

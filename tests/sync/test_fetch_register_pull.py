@@ -190,3 +190,62 @@ def test_an_interrupted_pull_resumes_from_its_stored_cursor(providers):
 def test_an_unknown_provider_name_is_a_clear_error(db):
     with pytest.raises(CommandError, match="No provider"):
         call_command("sync_provider", "nope")
+
+
+@responses.activate
+def test_a_pull_past_its_deadline_stops_after_the_page_and_the_next_resumes(providers):
+    from tasks_app.reconcile import provider_pull
+
+    provider = providers["todoist"]
+    responses.get(
+        f"{TD}/tasks",
+        match=[responses.matchers.query_param_matcher({"project_id": "6XR4H993xv8H5qCR", "limit": "200"})],
+        json={"results": [_td("N1", "2026-11-20T10:00:00Z")], "next_cursor": "c2"},
+    )
+    responses.get(
+        f"{TD}/tasks",
+        match=[
+            responses.matchers.query_param_matcher({"project_id": "6XR4H993xv8H5qCR", "limit": "200", "cursor": "c2"})
+        ],
+        json={"results": [_td("N2", "2026-11-21T10:00:00Z")], "next_cursor": None},
+    )
+    first = provider_pull(provider=provider, since=None, deadline=0.0)  # already past: one page, then stop
+    assert first["paused"] == 1 and first["pages"] == 1 and len(responses.calls) == 1
+    state = ProviderSyncCursor.objects.get(provider=provider)
+    assert state.cursor == "c2" and state.finished_at is None
+    second = provider_pull(provider=provider, since=None)
+    assert "paused" not in second and "cursor=c2" in responses.calls[1].request.url
+    assert set(Task.objects.filter(provider=provider).values_list("external_id", flat=True)) == {"N1", "N2"}
+    assert ProviderSyncCursor.objects.get(provider=provider).finished_at is not None
+
+
+def test_the_periodic_pull_ends_at_its_soft_time_limit_instead_of_pulling_the_next_provider(
+    providers, monkeypatch, settings
+):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from tasks_app import jobs, reconcile
+
+    pulled = []
+
+    def pull(*, provider, **kwargs):
+        pulled.append(provider.pk)
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(reconcile, "provider_pull", pull)
+    with pytest.raises(SoftTimeLimitExceeded):
+        jobs.reconcile_providers.run()
+    assert len(pulled) == 1  # the other providers wait for the next run
+
+
+def test_the_periodic_pull_passes_its_time_budget_as_a_deadline(providers, monkeypatch, settings):
+    import time
+
+    from tasks_app import jobs, reconcile
+
+    settings.ARCHANGEL = {**settings.ARCHANGEL, "SYNC_PULL_MAX_SECONDS": 30}
+    deadlines = []
+    monkeypatch.setattr(reconcile, "provider_pull", lambda *, provider, deadline, **kw: deadlines.append(deadline))
+    before = time.monotonic()
+    assert jobs.reconcile_providers.run() == len(providers)
+    assert deadlines and all(before + 29 <= d <= time.monotonic() + 30 for d in deadlines)
