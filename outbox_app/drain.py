@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -59,6 +60,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
@@ -382,8 +384,7 @@ def record_batch(pairs: list[tuple[OutboxEvent, Result]], token: uuid.UUID, *, n
     now = now or timezone.now()
     if connection.vendor == "postgresql":
         try:
-            with transaction.atomic():
-                statuses = _record_set(pairs, token, now)
+            statuses = _retry_lock_conflicts(_record_set_atomic, pairs, token, now)
         except DatabaseError:
             logger.exception("recording a batch of %d outbox results at once failed; one at a time", len(pairs))
         else:
@@ -394,13 +395,46 @@ def record_batch(pairs: list[tuple[OutboxEvent, Result]], token: uuid.UUID, *, n
         for event, result in pairs:
             with bind_log_context(outbox_event_id=event.id, aggregate_id=event.aggregate_id):
                 try:
-                    with transaction.atomic():
-                        statuses.append(_record_one(event, token, result, now))
+                    statuses.append(_retry_lock_conflicts(_record_one_atomic, event, token, result, now))
                 except DatabaseError:
                     logger.exception("could not record the result of outbox event %s", event.id)
                     statuses.append("unrecorded")
     _log_stale(pairs, statuses)
     return statuses
+
+
+# A result is known once the provider answered: losing its write to a lock conflict would leave
+# the event to its lease, and a create reclaimed minutes later must then find its task by marker
+# among everything created since (a busy list can bury it: the 10-minute sustained run did).
+# PostgreSQL rolls back the loser of a deadlock or serialization failure and says to retry.
+LOCK_CONFLICT_RETRIES = 4
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc
+    return isinstance(cause, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
+
+
+def _retry_lock_conflicts(write, *args):
+    for attempt in range(LOCK_CONFLICT_RETRIES + 1):
+        try:
+            return write(*args)
+        except DatabaseError as exc:
+            if attempt == LOCK_CONFLICT_RETRIES or not _is_lock_conflict(exc):
+                raise
+            conflict = type(exc.__cause__).__name__
+            logger.warning("an outbox result write lost a lock conflict (%s); writing it again", conflict)
+            time.sleep(random.uniform(0.005, 0.05 * (attempt + 1)))
+
+
+def _record_set_atomic(pairs, token, now) -> list[str]:
+    with transaction.atomic():
+        return _record_set(pairs, token, now)
+
+
+def _record_one_atomic(event, token, result, now) -> str:
+    with transaction.atomic():
+        return _record_one(event, token, result, now)
 
 
 def _log_stale(pairs, statuses) -> None:

@@ -134,3 +134,62 @@ def test_the_pipelined_drain_keeps_each_tasks_events_in_order_across_batches(gat
         assert [(c["operation"], c["version"]) for c in calls] == [("create", 1), ("update", 2), ("archive", 3)]
         assert calls[1]["external_id"] == calls[2]["external_id"] is not None  # read after the create stored it
     assert OutboxEvent.objects.exclude(status=Status.DELIVERED).count() == 0
+
+
+def _lose_a_deadlock_first(monkeypatch, name):
+    """The first call of ``drain.<name>`` fails as PostgreSQL fails the loser of a deadlock."""
+    import psycopg
+    from django.db import OperationalError
+
+    from outbox_app import drain as drain_module
+
+    real, calls = getattr(drain_module, name), []
+
+    def flaky(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected") from psycopg.errors.DeadlockDetected("deadlock detected")
+        return real(*args)
+
+    monkeypatch.setattr(drain_module, name, flaky)
+    return calls
+
+
+def _delivered_creates(n):
+    tasks = bulk(make_provider("clickup"), n)
+    token, events = claim(limit=10)
+    results = [Result("delivered", started_at=timezone.now(), status_code=200, external_id=f"d{i}") for i in range(n)]
+    return tasks, token, list(zip(events, results, strict=True))
+
+
+def test_a_batch_write_that_loses_a_deadlock_is_written_again_not_left_to_its_lease(monkeypatch):
+    # The 10-minute sustained run: a batch's write lost a deadlock against another writer of the
+    # same tasks, its events waited for their lease, and creates reclaimed minutes later were made
+    # twice (the marker lookup missed them among the thousands created since).
+    tasks, token, pairs = _delivered_creates(3)
+    calls = _lose_a_deadlock_first(monkeypatch, "_record_set")
+
+    assert record_batch(pairs, token) == [Status.DELIVERED] * 3
+    assert len(calls) == 2
+    assert set(Task.objects.filter(id__in=[t.id for t in tasks]).values_list("external_id", flat=True)) == {
+        "d0", "d1", "d2"
+    }  # fmt: skip
+    assert DeliveryAttempt.objects.filter(outcome="delivered").count() == 3
+
+
+def test_an_event_write_that_loses_a_deadlock_in_the_one_at_a_time_path_is_written_again(monkeypatch):
+    from django.db import IntegrityError
+
+    from outbox_app import drain as drain_module
+
+    _tasks, token, pairs = _delivered_creates(2)
+
+    def refused(*args):
+        raise IntegrityError("refused")  # not a lock conflict: straight to one at a time
+
+    monkeypatch.setattr(drain_module, "_record_set", refused)
+    calls = _lose_a_deadlock_first(monkeypatch, "_record_one")
+
+    assert record_batch(pairs, token) == [Status.DELIVERED, Status.DELIVERED]
+    assert len(calls) == 3  # the first event twice, the second once
+    assert not OutboxEvent.objects.filter(status=Status.PROCESSING).exists()
