@@ -13,6 +13,9 @@ delivery (an exception becomes that item's own error).
 
 import itertools
 import threading
+from collections import defaultdict
+
+from django.db import connection
 
 from providers_app.gateway import DeliveryResult
 
@@ -89,3 +92,35 @@ class FakeGateway:
 
     def keys_delivered(self, operation=None) -> list[str]:
         return [c["key"] for c in self.calls if operation is None or c["operation"] == operation]
+
+
+def drain_concurrently(*, threads: int, rounds: int) -> list[BaseException]:
+    """``threads`` drains at once, each running ``rounds`` drains on its own connection; returns
+    what any of them raised."""
+    from outbox_app.drain import drain
+
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            for _ in range(rounds):
+                drain(batch_size=10, threads=2, max_seconds=5)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    running = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join()
+    return errors
+
+
+def versions_by_task(gateway: FakeGateway) -> dict[str, list[int]]:
+    """The task versions the fake provider received, per task, in the order it received them."""
+    versions = defaultdict(list)
+    for call in gateway.calls:
+        versions[call["task_id"]].append(call["version"])
+    return versions

@@ -1,11 +1,7 @@
 """Coalescing (outbox_app/batching.py): updates queued behind an undelivered create or update of
 the same task ride along with it; each folded event is delivered with ``carried_by``."""
 
-import threading
-from collections import defaultdict
-
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from outbox_app.drain import drain
@@ -13,6 +9,7 @@ from outbox_app.models import OutboxEvent
 from providers_app.adapters.base import TransientError
 from tasks_app.services import task_bulk_create, task_create, task_update
 from tests.factories import make_provider
+from tests.outbox.fakes import drain_concurrently, versions_by_task
 
 pytestmark = pytest.mark.django_db
 
@@ -174,30 +171,12 @@ def test_concurrent_drains_fold_each_update_once_and_deliver_every_tasks_final_s
             task = rename(task, f"{task.title.split(' v')[0]} v{n}")
         final[str(task.id)] = task.version
     gateway.latency = 0.002
-    errors = []
 
-    def worker():
-        try:
-            for _ in range(15):
-                drain(batch_size=10, threads=2, max_seconds=5)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert errors == []
+    assert drain_concurrently(threads=6, rounds=15) == []
     keys = gateway.keys_delivered()
     assert len(keys) == len(set(keys))  # no event sent twice
-    versions = defaultdict(list)
-    for call in gateway.calls:
-        versions[call["task_id"]].append(call["version"])
-    assert all(v == sorted(v) for v in versions.values())
+    versions = versions_by_task(gateway)
+    assert all(v == sorted(v) for v in versions.values())  # each task's changes in order
     # Every task's last request carried its final state, whatever was folded.
     assert {t: v[-1] for t, v in versions.items() if t in final} == final
     events = OutboxEvent.objects.all()

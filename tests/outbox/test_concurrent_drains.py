@@ -1,16 +1,12 @@
 """Many drains at once on PostgreSQL (threads, each with its own connection): no event is
 sent twice, and order per task holds (docs/reliability.md P4, P5, P9)."""
 
-import threading
-from collections import defaultdict
-
 import pytest
-from django.db import connection
 
-from outbox_app.drain import drain
 from outbox_app.models import OutboxEvent
 from tasks_app.services import task_bulk_create, task_update
 from tests.factories import make_provider
+from tests.outbox.fakes import drain_concurrently, versions_by_task
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -22,29 +18,11 @@ def test_eight_concurrent_drains_never_send_an_event_twice_and_keep_each_tasks_o
     for task in tasks[:50]:  # a second event (update) for a quarter of them
         task_update(task_id=task.id, data={"title": f"{task.title} v2"}, partial=True)
     gateway.latency = 0.002
-    errors = []
 
-    def worker():
-        try:
-            for _ in range(20):
-                drain(batch_size=10, threads=2, max_seconds=5)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert errors == []
+    assert drain_concurrently(threads=8, rounds=20) == []
     keys = gateway.keys_delivered()
     assert len(keys) == 250
     assert len(set(keys)) == 250  # each event sent exactly once
-    versions = defaultdict(list)
-    for call in gateway.calls:
-        versions[call["task_id"]].append(call["version"])
-    assert all(v == sorted(v) for v in versions.values())
+    versions = versions_by_task(gateway)
+    assert all(v == sorted(v) for v in versions.values())  # each task's changes in order
     assert OutboxEvent.objects.exclude(status=OutboxEvent.Status.DELIVERED).count() == 0
