@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from outbox_app.drain import drain
 from outbox_app.models import OutboxEvent
-from providers_app.sandbox import SandboxServer
 from providers_app.services import provider_create
 from tasks_app.services import task_bulk_create
 
@@ -25,13 +24,9 @@ Status = OutboxEvent.Status
 
 
 @pytest.fixture
-def sandbox(settings):
-    settings.ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = True
-    settings.ARCHANGEL_PLAIN_HTTP_HOSTS = ["127.0.0.1"]
+def sandbox(sandbox, settings):
     settings.PROVIDERS = {**settings.PROVIDERS, "BREAKER_FAIL_MAX": 3, "BREAKER_RESET_SECONDS": 2}
-    server = SandboxServer().start()
-    yield server
-    server.stop()
+    return sandbox
 
 
 def test_a_failing_provider_waits_behind_its_breaker_while_another_delivers_then_recovers(sandbox):

@@ -6,7 +6,6 @@ import pytest
 
 from outbox_app.drain import drain
 from outbox_app.models import OutboxEvent
-from providers_app.sandbox import SandboxServer
 from providers_app.services import provider_create, provider_metadata_refresh
 from tasks_app.services import task_bulk_create, task_update
 
@@ -23,15 +22,11 @@ URGENT = "5a6600000000000000000004"
 
 
 @pytest.fixture
-def sandbox(settings):
+def sandbox(sandbox):
     from django.core.cache import cache
 
     cache.clear()
-    settings.ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = True
-    settings.ARCHANGEL_PLAIN_HTTP_HOSTS = ["127.0.0.1"]
-    server = SandboxServer().start()
-    yield server
-    server.stop()
+    return sandbox
 
 
 def requests(server, provider_type):

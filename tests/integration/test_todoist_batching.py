@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from outbox_app.drain import drain
 from outbox_app.models import OutboxEvent
-from providers_app.sandbox import SandboxServer
 from providers_app.services import provider_create
 from tasks_app.models import Task
 from tasks_app.services import task_bulk_create, task_update
@@ -22,15 +21,6 @@ pytestmark = [
 ]
 
 Status = OutboxEvent.Status
-
-
-@pytest.fixture
-def sandbox(settings):
-    settings.ARCHANGEL_ALLOW_PRIVATE_PROVIDER_URLS = True
-    settings.ARCHANGEL_PLAIN_HTTP_HOSTS = ["127.0.0.1"]
-    server = SandboxServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
