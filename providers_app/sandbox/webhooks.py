@@ -396,38 +396,32 @@ class WebhookEmitter:
                 )
         return out
 
-    def _clickup_post(self, delivery: dict[str, Any]) -> int:
+    @staticmethod
+    def _post_delivery(delivery: dict[str, Any]) -> tuple[int, str | None]:
+        """POST one queued delivery; (status, None), or (0, the error's name) when nothing answered."""
         try:
-            status = requests.post(
-                delivery["url"], data=delivery["body"], headers=delivery["headers"], timeout=10
-            ).status_code
-            error = None
+            response = requests.post(delivery["url"], data=delivery["body"], headers=delivery["headers"], timeout=10)
         except requests.RequestException as exc:
-            status, error = 0, type(exc).__name__
-        final = 200 <= status < 300 or status == 410 or delivery["attempt"] >= len(self.clickup_retry_seconds)
-        with self.sandbox.lock:
-            self.sandbox.sims["clickup"].delivery_result(delivery["hook"], status, final=final)
-        entry = {
-            "provider": "clickup",
-            "delivery_id": delivery["action_id"],
-            "event": delivery["action_type"],
-            "webhook_id": delivery["hook"],
-            "attempt": delivery["attempt"],
-            "status": status,
-        }
+            return 0, type(exc).__name__
+        return response.status_code, None
+
+    def _record_sent(self, entry: dict[str, Any], delivery: dict[str, Any], status: int, error: str | None) -> int:
+        entry.update(delivery_id=delivery["action_id"], attempt=delivery["attempt"], status=status)
         if error:
             entry["error"] = error
         self.sent.append(entry)
         return status
 
+    def _clickup_post(self, delivery: dict[str, Any]) -> int:
+        status, error = self._post_delivery(delivery)
+        final = 200 <= status < 300 or status == 410 or delivery["attempt"] >= len(self.clickup_retry_seconds)
+        with self.sandbox.lock:
+            self.sandbox.sims["clickup"].delivery_result(delivery["hook"], status, final=final)
+        entry = {"provider": "clickup", "event": delivery["action_type"], "webhook_id": delivery["hook"]}
+        return self._record_sent(entry, delivery, status, error)
+
     def _trello_post(self, delivery: dict[str, Any]) -> int:
-        try:
-            status = requests.post(
-                delivery["url"], data=delivery["body"], headers=delivery["headers"], timeout=10
-            ).status_code
-            error = None
-        except requests.RequestException as exc:
-            status, error = 0, type(exc).__name__
+        status, error = self._post_delivery(delivery)
         sim = self.sandbox.sims["trello"]
         with self.sandbox.lock:
             hook = sim.webhooks.get(delivery["hook"])
@@ -439,17 +433,7 @@ class WebhookEmitter:
                 else:
                     hook["consecutiveFailures"] += 1
                     hook["firstConsecutiveFailDate"] = hook["firstConsecutiveFailDate"] or iso_now_ms()
-        entry = {
-            "provider": "trello",
-            "delivery_id": delivery["action_id"],
-            "action": delivery["action_type"],
-            "attempt": delivery["attempt"],
-            "status": status,
-        }
-        if error:
-            entry["error"] = error
-        self.sent.append(entry)
-        return status
+        return self._record_sent({"provider": "trello", "action": delivery["action_type"]}, delivery, status, error)
 
 
 # ClickUp history items (docs/provider-apis.md §1.5): one event per changed field, never the task.
