@@ -179,6 +179,11 @@ if not CELERY_TASK_TIME_LIMIT < OUTBOX_LEASE_SECONDS < CELERY_VISIBILITY_TIMEOUT
 OUTBOX_BACKOFF_BASE_SECONDS = env_int("OUTBOX_BACKOFF_BASE_SECONDS", 2, minimum=1)
 OUTBOX_BACKOFF_CAP_SECONDS = env_int("OUTBOX_BACKOFF_CAP_SECONDS", 600, minimum=1)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 10, minimum=1)
+# A create whose earlier attempt had an unknown outcome reads the provider's tasks changed since
+# its first claim, at most this many pages (100 tasks each at ClickUp), before creating; past it,
+# the event is dead for an operator rather than risk a second task (providers_app/adapters/common.py).
+# Keep it below the provider's requests per rate window (ClickUp 100/min), or a lookup can never finish.
+OUTBOX_REFERENCE_LOOKUP_MAX_PAGES = env_int("OUTBOX_REFERENCE_LOOKUP_MAX_PAGES", 50, minimum=1)
 # Events claimed per claim transaction, and provider calls in flight at once per drain
 # (threads, across different tasks: overlaps provider latency; 1 = sequential).
 OUTBOX_BATCH_SIZE = env_int("OUTBOX_BATCH_SIZE", 50, minimum=1)

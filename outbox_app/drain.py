@@ -64,6 +64,7 @@ import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from archangel import metrics
@@ -197,7 +198,11 @@ def claim(*, limit: int, now=None, lease_seconds: int | None = None) -> tuple[uu
         if not ids:
             return token, []
         OutboxEvent.objects.filter(id__in=ids, status__in=DUE).update(
-            status=Status.PROCESSING, locked_until=now + lease, lease_token=token, updated_at=now
+            status=Status.PROCESSING,
+            locked_until=now + lease,
+            lease_token=token,
+            first_claimed_at=Coalesce(F("first_claimed_at"), Value(now)),
+            updated_at=now,
         )
     events = list(
         OutboxEvent.objects.filter(id__in=ids, lease_token=token).select_related("provider").order_by("scheduled_at")
@@ -278,6 +283,7 @@ def _attempt(event: OutboxEvent, external_id: str | None, deadline: float) -> Re
                 idempotency_key=event.idempotency_key,
                 external_id=external_id,
                 outcome_unknown_before=event.outcome_unknown,
+                first_claimed_at=event.first_claimed_at,
             )
     except RateLimited as exc:
         wait = min(RETRY_AFTER_CAP, exc.retry_after if exc.retry_after and exc.retry_after > 0 else 0.0)

@@ -59,6 +59,12 @@ class OutboxEvent(models.Model):
     locked_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True, editable=False)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Set by the first claim and never changed: no attempt can have reached the provider
+    # before it, so a create with an unknown outcome searches only tasks changed since then
+    # (providers_app/adapters/common.py, "reference lookup").
+    first_claimed_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When a worker first took this event for delivery."
+    )
     outcome_unknown = models.BooleanField(
         default=False,
         db_default=False,

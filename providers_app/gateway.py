@@ -7,12 +7,13 @@ Contract (the outbox drain relies on exactly this):
     is taken and the provider's breaker lets calls through); otherwise the
     number of seconds after which asking again makes sense. Never sleeps.
 
-``deliver(provider, operation, payload, *, idempotency_key, external_id, outcome_unknown_before) -> DeliveryResult``
+``deliver(provider, operation, payload, *, idempotency_key, external_id, outcome_unknown_before, first_claimed_at)``
     Performs one outbox operation (create/update/complete/archive/delete) through
     the adapter, records success/failure on the breaker and 429 hints on the
     budget. ``outcome_unknown_before`` is True when an earlier attempt of this
     event ended without knowing whether it took effect: a create then adopts the
-    task it finds by reference instead of creating a second one. Raises
+    task it finds by reference instead of creating a second one; ``first_claimed_at``
+    (when the event was first claimed) bounds that search to tasks changed since. Raises
     :class:`providers_app.adapters.base.ProviderError` on failure.
 
 ``batch_size(provider) -> int``
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from archangel.metrics import count_rate_limit_wait, observe_provider_call
 from providers_app import breakers, ratelimit
@@ -90,6 +92,7 @@ def deliver(
     idempotency_key: str,
     external_id: str | None,
     outcome_unknown_before: bool = False,
+    first_claimed_at: datetime | None = None,
 ) -> DeliveryResult:
     """One outbox operation through the adapter; see the module docstring for the contract."""
     if operation not in OPERATIONS:
@@ -97,7 +100,16 @@ def deliver(
     external_id = external_id or payload.get("external_id") or None
     adapter = get_adapter(provider)
     try:
-        result = _dispatch(adapter, provider, operation, payload, idempotency_key, external_id, outcome_unknown_before)
+        result = _dispatch(
+            adapter,
+            provider,
+            operation,
+            payload,
+            idempotency_key,
+            external_id,
+            outcome_unknown_before,
+            first_claimed_at,
+        )
     except NotFound as exc:
         if operation == "delete":
             # Already gone: deleting twice has the effect of deleting once (docs/reliability.md).
@@ -143,15 +155,24 @@ def deliver_batch(provider, items: list[BatchItem]) -> list[DeliveryResult | Pro
     return results
 
 
-def _dispatch(adapter, provider, operation, payload, idempotency_key, external_id, outcome_unknown_before):
+def _dispatch(
+    adapter, provider, operation, payload, idempotency_key, external_id, outcome_unknown_before, first_claimed_at
+):
     if operation == "create":
         if outcome_unknown_before:
-            # The lookup is one more request: it needs its own unit of budget (taken as urgent:
-            # it is the cheapest way to avoid a duplicate). Without one, wait like any 429.
-            wait = ratelimit.take(provider, urgent=True)
-            if wait > 0:
-                raise RateLimited(f"no rate budget left to look for the task of {idempotency_key}", retry_after=wait)
-            found = adapter.find_by_reference(payload, idempotency_key=idempotency_key)
+            # Every request of the lookup needs its own unit of budget (taken as urgent: it
+            # is the cheapest way to avoid a duplicate). Without one, wait like any 429.
+            def charge() -> None:
+                wait = ratelimit.take(provider, urgent=True)
+                if wait > 0:
+                    raise RateLimited(
+                        f"no rate budget left to look for the task of {idempotency_key}", retry_after=wait
+                    )
+
+            charge()
+            found = adapter.find_by_reference(
+                payload, idempotency_key=idempotency_key, changed_since=first_claimed_at, charge=charge
+            )
             if found is not None and found.external_id:
                 logger.info("adopted %s task %s made by an earlier attempt", provider.type, found.external_id)
                 return DeliveryResult(external_id=found.external_id, status_code=last_status(), adopted=True)

@@ -14,7 +14,9 @@ The neutral task payload an adapter receives is the one
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -77,6 +79,14 @@ class PermanentError(ProviderError):
     code_name = "permanent"
 
 
+class LookupIncomplete(PermanentError):
+    """A create with an unknown outcome could not rule out that its task exists: more tasks
+    changed since its first attempt than one lookup may read. Creating again could make a
+    second task, so the event stops here for an operator (docs/operations.md)."""
+
+    code_name = "lookup_incomplete"
+
+
 class AuthError(PermanentError):
     code_name = "auth"
 
@@ -134,9 +144,22 @@ class Adapter(abc.ABC):
     def create(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask: ...
 
     @abc.abstractmethod
-    def find_by_reference(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask | None:
+    def find_by_reference(
+        self,
+        payload: dict[str, Any],
+        *,
+        idempotency_key: str,
+        changed_since: datetime | None = None,
+        charge: Callable[[], None] | None = None,
+    ) -> RemoteTask | None:
         """The task an earlier create of this payload may have made (by the reference marker
-        the adapter writes into every task it creates), or None."""
+        the adapter writes into every task it creates), or None when it certainly does not exist.
+
+        ``changed_since``: no attempt reached the provider before this moment (the event's first
+        claim), so older tasks need not be read. ``charge`` is called before every request after
+        the first (the caller paid for that one) and raises ``RateLimited`` when the budget is
+        spent. Raises :class:`LookupIncomplete` rather than answer None without having read
+        every candidate."""
 
     @abc.abstractmethod
     def get(self, external_id: str) -> RemoteTask: ...

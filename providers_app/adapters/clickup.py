@@ -22,17 +22,19 @@ Reference marker: the last line of the description, ``archangel-ref: <key>``
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from providers_app.adapters.base import NotFound, Page, ProviderError, RemoteTask, ValidationFailed
 from providers_app.adapters.common import (
-    MAX_LOOKUP_PAGES,
     HttpAdapter,
+    LookupRequests,
     as_dict,
     deadline_utc,
     effort_minutes,
     has_marker,
+    lookup_since,
     priority,
     text,
     with_marker,
@@ -44,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # Get Tasks returns 100 tasks per page, pages from 0 (§1.2)
 DEFAULT_CLOSED_STATUS = "complete"
-# A create that may have happened was tried within this long; older tasks cannot be ours.
-LOOKUP_WINDOW_MS = 14 * 24 * 3600 * 1000
 # ClickUp errors carrying a "not found" code come with a 401 (§1.7: ITEM_013 observed with 401).
 NOT_FOUND_CODES = frozenset({"ITEM_013", "ITEM_015"})
 # "Status does not exist" (§1.7): the list's statuses changed since we read them.
@@ -167,24 +167,38 @@ class ClickUpAdapter(HttpAdapter):
         self._created_id(result)
         return self._remote(result.data)
 
-    def find_by_reference(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask | None:
+    def find_by_reference(
+        self,
+        payload: dict[str, Any],
+        *,
+        idempotency_key: str,
+        changed_since: datetime | None = None,
+        charge: Callable[[], None] | None = None,
+    ) -> RemoteTask | None:
         # Get Tasks with its documented filters (§1.2): closed tasks too (it may have been
-        # completed since), newest first by creation, only tasks touched recently.
-        since = int(time.time() * 1000) - LOOKUP_WINDOW_MS
-        for page in range(MAX_LOOKUP_PAGES):
-            result = self.http.request(
-                "GET",
-                f"/list/{self.list_id}/task",
-                operation="lookup",
-                params={"page": page, "include_closed": "true", "order_by": "created", "date_updated_gt": since},
-            )
-            tasks = [t for t in as_dict(result.data).get("tasks") or [] if isinstance(t, dict)]
-            for task in tasks:
-                fields = (task.get("description"), task.get("text_content"), task.get("markdown_description"))
-                if any(has_marker(field, idempotency_key) for field in fields):
-                    return self._remote(task)
-            if len(tasks) < PAGE_SIZE or as_dict(result.data).get("last_page") is True:
-                return None
+        # completed since), ordered by creation, only tasks updated since the first attempt
+        # (a task's creation is its first update), every page of them; then the archived ones.
+        since_ms = int(lookup_since(changed_since).timestamp() * 1000)
+        requests = LookupRequests(idempotency_key, f"tasks of ClickUp list {self.list_id}", charge)
+        for archived in (False, True):
+            params = {"include_closed": "true", "order_by": "created", "date_updated_gt": since_ms}
+            if archived:
+                params["archived"] = "true"  # archived tasks only come with archived=true (§1.2)
+            page = 0
+            while True:
+                requests.next()
+                result = self.http.request(
+                    "GET", f"/list/{self.list_id}/task", operation="lookup", params={"page": page, **params}
+                )
+                tasks = [t for t in as_dict(result.data).get("tasks") or [] if isinstance(t, dict)]
+                for task in tasks:
+                    fields = (task.get("description"), task.get("text_content"), task.get("markdown_description"))
+                    if any(has_marker(field, idempotency_key) for field in fields):
+                        return self._remote(task)
+                # ``last_page`` is UNCONFIRMED (§1.2): fewer than a full page also ends the list.
+                if len(tasks) < PAGE_SIZE or as_dict(result.data).get("last_page") is True:
+                    break
+                page += 1
         return None
 
     def get(self, external_id: str) -> RemoteTask:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+
 from providers_app import metadata
-from providers_app.adapters.base import Adapter, PermanentError, ProviderError, TransientError
+from providers_app.adapters.base import Adapter, LookupIncomplete, PermanentError, ProviderError, TransientError
 from providers_app.http import HttpResult, ProviderHttp
 
 logger = logging.getLogger(__name__)
@@ -18,8 +20,13 @@ logger = logging.getLogger(__name__)
 # ended with an unknown outcome can find the task it may have made (docs/reliability.md,
 # "Idempotency at the provider"). The key is the outbox event's idempotency key.
 MARKER_PREFIX = "archangel-ref: "
-# A create's lookup stops after this many list pages: it must stay cheap in rate budget.
+# Metadata reads (collaborators, projects) stop after this many pages.
 MAX_LOOKUP_PAGES = 10
+# A reference lookup reads the tasks changed since the event's first claim, less this much:
+# the provider stamps dates by its own clock, which may run behind ours.
+LOOKUP_CLOCK_SKEW = timedelta(minutes=10)
+# Without a first claim (an event claimed before first_claimed_at existed): this far back.
+LOOKUP_FALLBACK_WINDOW = timedelta(days=14)
 
 
 def marker(idempotency_key: str) -> str:
@@ -39,6 +46,44 @@ def has_marker(text: Any, idempotency_key: str) -> bool:
     # Line by line, so key "…:v1:create" never matches "…:v1:create-2"; providers may add
     # markup around lines (ClickUp's markdown_description), hence strip().
     return any(line.strip().strip("*_`") == wanted for line in text.splitlines())
+
+
+def lookup_since(changed_since: datetime | None) -> datetime:
+    """The oldest change a reference lookup must read (see LOOKUP_CLOCK_SKEW)."""
+    if changed_since is None:
+        return datetime.now(UTC) - LOOKUP_FALLBACK_WINDOW
+    return changed_since - LOOKUP_CLOCK_SKEW
+
+
+class LookupRequests:
+    """Counts the requests of one reference lookup.
+
+    The first request was paid for by the gateway's reservation; each later one is charged
+    (``charge`` raises RateLimited when the budget is spent: the event waits and the lookup
+    starts again later). The cap (``OUTBOX_REFERENCE_LOOKUP_MAX_PAGES``) keeps one lookup
+    below a rate window, so it can finish once budget returns; past it the lookup gives up
+    with LookupIncomplete instead of answering "not there" without having looked.
+    """
+
+    def __init__(self, idempotency_key: str, what: str, charge: Callable[[], None] | None) -> None:
+        self.idempotency_key = idempotency_key
+        self.what = what
+        self.charge = charge
+        self.limit = settings.OUTBOX_REFERENCE_LOOKUP_MAX_PAGES
+        self.sent = 0
+
+    def next(self) -> None:
+        if self.sent >= self.limit:
+            raise LookupIncomplete(
+                f"Could not rule out that an earlier attempt created this task: more than {self.limit} "
+                f"pages of {self.what} changed since its first attempt. Look there for a task whose "
+                f"description ends with '{marker(self.idempotency_key)}'. If there is one, adopt it "
+                "(POST /api/outbox/{id}/adopt with its id); if there is none, requeue this event with "
+                '{"assume_not_created": true}.'
+            )
+        if self.sent and self.charge is not None:
+            self.charge()
+        self.sent += 1
 
 
 def strip_marker(text: str) -> str:

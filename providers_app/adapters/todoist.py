@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from providers_app import metadata
@@ -54,6 +56,7 @@ from providers_app.adapters.base import (
 from providers_app.adapters.common import (
     MAX_LOOKUP_PAGES,
     HttpAdapter,
+    LookupRequests,
     as_dict,
     deadline_utc,
     effort_minutes,
@@ -258,16 +261,25 @@ class TodoistAdapter(HttpAdapter):
         self._created_id(result)
         return self._remote(result.data)
 
-    def find_by_reference(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask | None:
+    def find_by_reference(
+        self,
+        payload: dict[str, Any],
+        *,
+        idempotency_key: str,
+        changed_since: datetime | None = None,
+        charge: Callable[[], None] | None = None,
+    ) -> RemoteTask | None:
+        # The project's active tasks, every page (§3.2 documents no date filter for them).
+        requests = LookupRequests(idempotency_key, f"tasks of Todoist project {self.project_id or 'Inbox'}", charge)
         cursor = None
-        for _ in range(MAX_LOOKUP_PAGES):
+        while True:
+            requests.next()
             tasks, cursor = self._tasks_page(cursor, operation="lookup")
             for task in tasks:
                 if has_marker(task.get("description"), idempotency_key):
                     return self._remote(task)
             if not cursor:
                 return None
-        return None
 
     def _tasks_page(self, cursor: str | None, *, operation: str) -> tuple[list[dict[str, Any]], str | None]:
         params: dict[str, Any] = {"limit": PAGE_LIMIT}

@@ -24,6 +24,8 @@ Reference marker: the last line of ``desc`` (Markdown), ``archangel-ref: <key>``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from providers_app.adapters.base import Page, ProviderError, RemoteTask, ValidationFailed
@@ -181,8 +183,16 @@ class TrelloAdapter(HttpAdapter):
         self._created_id(result)
         return self._remote(result.data)
 
-    def find_by_reference(self, payload: dict[str, Any], *, idempotency_key: str) -> RemoteTask | None:
-        # The open cards of the board (§2.2): the card may have moved lists since it was made.
+    def find_by_reference(
+        self,
+        payload: dict[str, Any],
+        *,
+        idempotency_key: str,
+        changed_since: datetime | None = None,
+        charge: Callable[[], None] | None = None,
+    ) -> RemoteTask | None:
+        # The open cards of the board, all in one answer (§2.2, no paging documented): the card
+        # may have moved lists since it was made. One request, so nothing to charge or cap.
         for card in self._board_cards(operation="lookup"):
             if has_marker(card.get("desc"), idempotency_key):
                 return self._remote(card)

@@ -34,7 +34,9 @@ def reserve(provider, *, urgent=False) -> float:
     return 0.0
 
 
-def deliver(provider, operation, payload, *, idempotency_key, external_id, outcome_unknown_before=False):
+def deliver(
+    provider, operation, payload, *, idempotency_key, external_id, outcome_unknown_before=False, first_claimed_at=None
+):
     r = client()
     faults = r.hgetall(f"{PREFIX}:faults")
     latency = float(faults.get("latency_ms", 0)) / 1000

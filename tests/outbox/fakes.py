@@ -37,7 +37,17 @@ class FakeGateway:
             self.reserves.append(provider.name)
         return self.waits.get(provider.name, 0.0)
 
-    def deliver(self, provider, operation, payload, *, idempotency_key, external_id, outcome_unknown_before=False):
+    def deliver(
+        self,
+        provider,
+        operation,
+        payload,
+        *,
+        idempotency_key,
+        external_id,
+        outcome_unknown_before=False,
+        first_claimed_at=None,
+    ):
         if self.latency:
             import time
 
@@ -52,6 +62,7 @@ class FakeGateway:
                     "key": idempotency_key,
                     "external_id": external_id,
                     "outcome_unknown_before": outcome_unknown_before,
+                    "first_claimed_at": first_claimed_at,
                 }
             )
             outcomes = self.script.get(idempotency_key) or self.script.get(operation)

@@ -228,6 +228,8 @@ def test_a_stale_worker_cannot_overwrite_the_result_of_the_worker_that_reclaimed
     provider = make_provider("clickup")
     task = new_task(provider)
     old_token, [event] = claim(limit=10)
+    first_claimed = event.first_claimed_at
+    assert first_claimed is not None
     # The first worker hangs past its lease; another drain reclaims and delivers the event.
     later = timezone.now() + dt.timedelta(seconds=10_000)
     assert reclaim_expired(now=later) == 1
@@ -238,6 +240,10 @@ def test_a_stale_worker_cannot_overwrite_the_result_of_the_worker_that_reclaimed
     event.refresh_from_db()
     assert event.status == Status.DELIVERED
     assert gateway.calls[0]["outcome_unknown_before"] is True  # a create adopts rather than duplicates
+    # ... looking only at tasks changed since the event was FIRST claimed, which the second
+    # claim kept (no attempt can have reached the provider before it).
+    assert event.first_claimed_at == first_claimed
+    assert gateway.calls[0]["first_claimed_at"] == first_claimed
 
     # The first worker wakes up with its (failed) result: zero rows change.
     late = drain_module.Result("retry", started_at=timezone.now(), error="transient: timeout")

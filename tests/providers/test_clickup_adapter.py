@@ -1,12 +1,20 @@
 """ClickUp v2 wire format, as docs/provider-apis.md §1 gives it."""
 
 import json
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
 
-from providers_app.adapters.base import AuthError, NotFound, RateLimited, TransientError, ValidationFailed
+from providers_app.adapters.base import (
+    AuthError,
+    LookupIncomplete,
+    NotFound,
+    RateLimited,
+    TransientError,
+    ValidationFailed,
+)
 from providers_app.adapters.clickup import ClickUpAdapter
 from tests.providers.conftest import KEY
 
@@ -150,6 +158,68 @@ def test_find_by_reference_reads_the_marker_with_documented_filters(adapter, pay
 def test_find_by_reference_returns_none_when_nothing_carries_the_marker(adapter, payload):
     responses.get(f"{BASE}/list/901/task", json={"tasks": [{**TASK, "description": f"archangel-ref: {KEY}-2"}]})
     assert adapter.find_by_reference(payload, idempotency_key=KEY) is None
+
+
+def _others(page, n=100):
+    return [
+        {**TASK, "id": f"p{page}-{i}", "description": f"archangel-ref: task:other-{page}-{i}:v1:create"}
+        for i in range(n)
+    ]
+
+
+@responses.activate
+def test_find_by_reference_reads_every_page_changed_since_the_first_claim(adapter, payload):
+    # The 10-minute sustained run's duplicate: the task was past the 10th page. Now every page
+    # of tasks updated since the event was first claimed is read, each one charged.
+    for page in range(15):
+        responses.get(f"{BASE}/list/901/task", json={"tasks": _others(page), "last_page": False})
+    mine = {**TASK, "id": "mine", "description": f"Numbers\n\narchangel-ref: {KEY}"}
+    responses.get(f"{BASE}/list/901/task", json={"tasks": [*_others(15, 40), mine], "last_page": True})
+    charges = []
+    claimed = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    found = adapter.find_by_reference(
+        payload, idempotency_key=KEY, changed_since=claimed, charge=lambda: charges.append(1)
+    )
+    assert found.external_id == "mine"
+    assert len(responses.calls) == 16 and len(charges) == 15  # the first request was paid by the caller
+    queries = [parse_qs(urlsplit(c.request.url).query) for c in responses.calls]
+    assert [q["page"] for q in queries] == [[str(n)] for n in range(16)]
+    skew_ms = 10 * 60 * 1000  # the provider's clock may run behind ours
+    assert {q["date_updated_gt"][0] for q in queries} == {str(int(claimed.timestamp() * 1000) - skew_ms)}
+
+
+@responses.activate
+def test_find_by_reference_also_reads_the_archived_tasks(adapter, payload):
+    responses.get(f"{BASE}/list/901/task", json={"tasks": _others(0, 3)})
+    responses.get(
+        f"{BASE}/list/901/task", json={"tasks": [{**TASK, "id": "mine", "description": f"archangel-ref: {KEY}"}]}
+    )
+    found = adapter.find_by_reference(payload, idempotency_key=KEY, changed_since=datetime.now(UTC))
+    assert found.external_id == "mine"
+    queries = [parse_qs(urlsplit(c.request.url).query) for c in responses.calls]
+    assert "archived" not in queries[0] and queries[1]["archived"] == ["true"]
+
+
+@responses.activate
+def test_find_by_reference_gives_up_past_its_cap_instead_of_answering_not_found(adapter, payload, settings):
+    settings.OUTBOX_REFERENCE_LOOKUP_MAX_PAGES = 3
+    responses.get(f"{BASE}/list/901/task", json={"tasks": _others(0)})
+    with pytest.raises(LookupIncomplete) as caught:
+        adapter.find_by_reference(payload, idempotency_key=KEY, changed_since=datetime.now(UTC))
+    assert len(responses.calls) == 3 and not caught.value.retryable
+    assert f"archangel-ref: {KEY}" in str(caught.value)  # tells the operator what to look for
+
+
+@responses.activate
+def test_find_by_reference_stops_when_a_page_cannot_be_paid_for(adapter, payload):
+    responses.get(f"{BASE}/list/901/task", json={"tasks": _others(0)})
+
+    def spent():
+        raise RateLimited("no budget", retry_after=30)
+
+    with pytest.raises(RateLimited):
+        adapter.find_by_reference(payload, idempotency_key=KEY, changed_since=datetime.now(UTC), charge=spent)
+    assert len(responses.calls) == 1
 
 
 @responses.activate

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import responses
+from django.utils import timezone
 
 from providers_app import breakers, gateway
 from providers_app.adapters.base import PermanentError, RateLimited, TransientError
@@ -63,6 +64,24 @@ def test_a_create_after_an_unknown_outcome_creates_when_nothing_was_made(clickup
         clickup, "create", payload, idempotency_key=KEY, external_id=None, outcome_unknown_before=True
     )
     assert (result.external_id, result.adopted) == ("new", False)
+
+
+@responses.activate
+def test_every_page_of_a_lookup_takes_a_unit_of_budget_and_none_left_defers_the_create(clickup, payload, tight):
+    others = [{"id": f"o{i}", "description": "archangel-ref: task:other:v1:create"} for i in range(100)]
+    responses.get(f"{CLICKUP}/list/901/task", json={"tasks": others})
+    with pytest.raises(RateLimited):
+        gateway.deliver(
+            clickup,
+            "create",
+            payload,
+            idempotency_key=KEY,
+            external_id=None,
+            outcome_unknown_before=True,
+            first_claimed_at=timezone.now(),
+        )
+    # 10 per minute, all of it open to urgent work: ten pages read, then it waits; never a create.
+    assert [c.request.method for c in responses.calls] == ["GET"] * 10
 
 
 @pytest.mark.parametrize("operation", ["update", "complete", "archive"])

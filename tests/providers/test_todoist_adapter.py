@@ -6,7 +6,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from providers_app.adapters.base import AuthError, NotFound, PermanentError, RateLimited, ValidationFailed
+from providers_app.adapters.base import (
+    AuthError,
+    LookupIncomplete,
+    NotFound,
+    PermanentError,
+    RateLimited,
+    ValidationFailed,
+)
 from providers_app.adapters.todoist import TodoistAdapter, request_id
 from tests.providers.conftest import KEY
 
@@ -86,6 +93,25 @@ def test_find_by_reference_pages_through_the_project(adapter, payload):
     responses.get(f"{BASE}/tasks", json={"results": [TASK], "next_cursor": "p2"})
     responses.get(f"{BASE}/tasks", json={"results": [{**TASK, "id": "mine", "description": f"archangel-ref: {KEY}"}]})
     assert adapter.find_by_reference(payload, idempotency_key=KEY).external_id == "mine"
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_find_by_reference_reads_past_the_tenth_page_and_charges_each(adapter, payload):
+    for page in range(12):
+        responses.get(f"{BASE}/tasks", json={"results": [{**TASK, "id": f"o{page}"}], "next_cursor": f"p{page + 1}"})
+    responses.get(f"{BASE}/tasks", json={"results": [{**TASK, "id": "mine", "description": f"archangel-ref: {KEY}"}]})
+    charges = []
+    found = adapter.find_by_reference(payload, idempotency_key=KEY, charge=lambda: charges.append(1))
+    assert found.external_id == "mine" and len(responses.calls) == 13 and len(charges) == 12
+
+
+@responses.activate
+def test_find_by_reference_gives_up_past_its_cap(adapter, payload, settings):
+    settings.OUTBOX_REFERENCE_LOOKUP_MAX_PAGES = 2
+    responses.get(f"{BASE}/tasks", json={"results": [TASK], "next_cursor": "more"})
+    with pytest.raises(LookupIncomplete):
+        adapter.find_by_reference(payload, idempotency_key=KEY)
     assert len(responses.calls) == 2
 
 
