@@ -58,7 +58,7 @@ class OutboxEventAdmin(admin.ModelAdmin):
     readonly_fields = [*(f.name for f in OutboxEvent._meta.fields if f.name != "carried_by"), "carried_by_link"]
     readonly_fields.append("carried_events")
     inlines = [DeliveryAttemptInline]
-    actions = ["retry_now", "requeue", "discard"]
+    actions = ["retry_now", "requeue", "requeue_assuming_not_created", "discard"]
     show_full_result_count = False
 
     def has_add_permission(self, request):
@@ -99,6 +99,18 @@ class OutboxEventAdmin(admin.ModelAdmin):
     @admin.action(description="Requeue (dead or failed → pending, attempts reset)", permissions=["change"])
     def requeue(self, request, queryset):
         self._each(request, queryset, services.outbox_requeue, "requeued")
+
+    @admin.action(
+        description="Requeue creates, no earlier task exists (checked at the provider: create without looking)",
+        permissions=["change"],
+    )
+    def requeue_assuming_not_created(self, request, queryset):
+        self._each(
+            request,
+            queryset,
+            lambda event_id: services.outbox_requeue(event_id=event_id, assume_not_created=True),
+            "requeued to create without a lookup",
+        )
 
     @admin.action(description="Discard dead events with a reason (never sent; later events of the task go ahead)")
     def discard(self, request, queryset):

@@ -5,13 +5,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from archangel.audit.context import Entry, record
 from archangel.db import insert_rows
 from archangel.errors import Conflict, InvalidInput, NotFound
 from archangel.tracing import current_trace_context
+from outbox_app import handlers
 from outbox_app.models import OutboxEvent
 
 
@@ -77,34 +78,118 @@ def outbox_enqueue(**kwargs) -> OutboxEvent:
 REQUEUEABLE = (OutboxEvent.Status.DEAD, OutboxEvent.Status.FAILED)
 
 
-def outbox_requeue(*, event_id) -> OutboxEvent:
+def outbox_requeue(*, event_id, assume_not_created: bool = False) -> OutboxEvent:
     """A dead or failed event back to pending, due now, with its attempts reset (the API's
     requeue and the admin action). Anything else is a 409: a delivered event is never sent
-    again, and one in flight belongs to its worker."""
+    again, and one in flight belongs to its worker.
+
+    ``assume_not_created``: an operator checked the provider and found no task from an earlier
+    attempt of this create, so it creates without looking first (the way out of a
+    ``lookup_incomplete`` dead letter). Only for creates."""
     with transaction.atomic():
         event = _locked(event_id)
-        if event.status not in REQUEUEABLE:
-            raise Conflict(
-                f"Only dead or failed events can be requeued; this one is {event.status}.",
-                details={"status": event.status, "requeueable": list(REQUEUEABLE)},
+        _require_settleable(event, "requeued")
+        if assume_not_created and event.operation_type != OutboxEvent.Operation.CREATE:
+            raise InvalidInput(
+                {
+                    "assume_not_created": [
+                        f"Only a create looks for an earlier task; this event is {event.operation_type}."
+                    ]
+                }
             )
-        now = timezone.now()
+        previous = event.status
+        changes = {"status": [previous, "pending"]}
         event.status = OutboxEvent.Status.PENDING
         event.retry_count = 0
-        event.scheduled_at = now
+        event.scheduled_at = timezone.now()
         event.lease_token = None
         event.locked_until = None
-        # outcome_unknown stays: an earlier attempt may still have created the task.
-        previous = event.status
-        event.save(update_fields=["status", "retry_count", "scheduled_at", "lease_token", "locked_until", "updated_at"])
-        record(
-            [Entry("requeue", "outbox_app.outboxevent", str(event.pk), str(event), {"status": [previous, "pending"]})]
-        )
+        fields = ["status", "retry_count", "scheduled_at", "lease_token", "locked_until", "updated_at"]
+        # Otherwise outcome_unknown stays: an earlier attempt may still have created the task.
+        if assume_not_created and event.outcome_unknown:
+            event.outcome_unknown = False
+            fields.append("outcome_unknown")
+            changes["outcome_unknown"] = [True, False]
+        event.save(update_fields=fields)
+        record([Entry("requeue", "outbox_app.outboxevent", str(event.pk), str(event), changes)])
     transaction.on_commit(request_drain)
     return event
 
 
+def outbox_adopt(*, event_id, external_id) -> OutboxEvent:
+    """Settle a dead or failed create with the task an operator found at the provider (for
+    instance one an earlier attempt made, carrying the event's reference marker): the event
+    becomes delivered without a request, the task takes that external id, and the task's later
+    events go ahead. A task of the same provider already holding that id is a 409."""
+    external_id = external_id.strip() if isinstance(external_id, str) else ""
+    if not external_id:
+        raise InvalidInput({"external_id": ["The task's id at the provider is required."]})
+    if len(external_id) > EXTERNAL_ID_MAX:
+        raise InvalidInput({"external_id": [f"At most {EXTERNAL_ID_MAX} characters."]})
+    with transaction.atomic():
+        event = _locked(event_id)
+        _require_settleable(event, "adopted")
+        if event.operation_type != OutboxEvent.Operation.CREATE:
+            raise Conflict(
+                f"Only a create can adopt a task; this event is {event.operation_type}.",
+                details={"operation_type": event.operation_type},
+            )
+        registered = handlers.handlers_for(event.aggregate_type)
+        if registered is None:
+            raise Conflict(f"Nothing stores external ids for {event.aggregate_type} aggregates.")
+        previous = event.status
+        now = timezone.now()
+        event.status = OutboxEvent.Status.DELIVERED
+        event.delivered_at = now
+        event.processed_at = now
+        event.outcome_unknown = False
+        event.lease_token = None
+        event.locked_until = None
+        event.error_message = f"Adopted by an operator: {external_id}\n{event.error_message}".strip()
+        try:
+            with transaction.atomic():
+                registered.created(event.aggregate_id, event.provider_id, external_id)
+        except IntegrityError:
+            raise Conflict(
+                "Another task of this provider already has this external id.", details={"external_id": external_id}
+            ) from None
+        event.save(
+            update_fields=[
+                "status",
+                "delivered_at",
+                "processed_at",
+                "outcome_unknown",
+                "lease_token",
+                "locked_until",
+                "error_message",
+                "updated_at",
+            ]
+        )
+        record(
+            [
+                Entry(
+                    "adopt",
+                    "outbox_app.outboxevent",
+                    str(event.pk),
+                    str(event),
+                    {"status": [previous, "delivered"], "external_id": [None, external_id]},
+                )
+            ]
+        )
+    transaction.on_commit(request_drain)  # the task's later events were waiting for this one
+    return event
+
+
+def _require_settleable(event: OutboxEvent, verb: str) -> None:
+    if event.status not in REQUEUEABLE:
+        raise Conflict(
+            f"Only dead or failed events can be {verb}; this one is {event.status}.",
+            details={"status": event.status, "requeueable": list(REQUEUEABLE)},
+        )
+
+
 DISCARD_REASON_MAX = 500
+EXTERNAL_ID_MAX = 255  # Task.external_id
 
 
 def outbox_discard(*, event_id, reason: str) -> OutboxEvent:

@@ -30,6 +30,7 @@ class OutboxEventSerializer(serializers.ModelSerializer):
             "attempts",
             "scheduled_at",
             "locked_until",
+            "first_claimed_at",
             "outcome_unknown",
             "last_status_code",
             "error_message",
@@ -66,6 +67,20 @@ class OutboxEventDetailSerializer(OutboxEventSerializer):
 
 class ProcessRequestSerializer(serializers.Serializer):
     batch_size = serializers.IntegerField(min_value=1, max_value=500, default=100)
+
+
+class RequeueRequestSerializer(serializers.Serializer):
+    assume_not_created = serializers.BooleanField(
+        default=False,
+        help_text="Creates only: no task from an earlier attempt exists at the provider (checked by an "
+        "operator), so the create does not look for one first.",
+    )
+
+
+class AdoptRequestSerializer(serializers.Serializer):
+    external_id = serializers.CharField(
+        max_length=255, help_text="The id at the provider of the task this create made (carrying its marker)."
+    )
 
 
 class ProcessResponseSerializer(serializers.Serializer):

@@ -9,10 +9,12 @@ from archangel.permissions import IsOperator
 from outbox_app import services
 from outbox_app.api.filters import OutboxEventFilter
 from outbox_app.api.serializers import (
+    AdoptRequestSerializer,
     OutboxEventDetailSerializer,
     OutboxEventSerializer,
     ProcessRequestSerializer,
     ProcessResponseSerializer,
+    RequeueRequestSerializer,
 )
 from outbox_app.drain import drain
 from outbox_app.models import DeliveryAttempt, OutboxEvent
@@ -29,7 +31,7 @@ from outbox_app.models import DeliveryAttempt, OutboxEvent
     ),
 )
 class OutboxEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Outbox events and their delivery. Everyone may read; only operators requeue, discard or process."""
+    """Outbox events and their delivery. Everyone may read; only operators requeue, adopt, discard or process."""
 
     queryset = OutboxEvent.objects.all()
     serializer_class = OutboxEventSerializer
@@ -55,12 +57,35 @@ class OutboxEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
 
     @extend_schema(
         summary="Requeue a dead or failed event (pending, due now, attempts reset)",
-        request=None,
-        responses={200: OutboxEventDetailSerializer, **error_responses(401, 404, 409)},
+        description=(
+            "The body is optional. `assume_not_created: true` (creates only) says an operator checked the "
+            "provider and no task from an earlier attempt exists, so the create does not look for one first: "
+            "the way out of a `lookup_incomplete` dead letter."
+        ),
+        request=RequeueRequestSerializer,
+        responses={200: OutboxEventDetailSerializer, **error_responses(400, 401, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def requeue(self, request, pk=None):
-        return self._detail(services.outbox_requeue(event_id=pk))
+        serializer = RequeueRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._detail(services.outbox_requeue(event_id=pk, **serializer.validated_data))
+
+    @extend_schema(
+        summary="Settle a dead or failed create with a task found at the provider",
+        description=(
+            "For a create whose earlier attempt may have made the task (a `lookup_incomplete` dead letter): "
+            "an operator found the task carrying the event's reference marker and gives its id. The event "
+            "becomes delivered without a request, the task takes that id, and its later events go ahead."
+        ),
+        request=AdoptRequestSerializer,
+        responses={200: OutboxEventDetailSerializer, **error_responses(400, 401, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def adopt(self, request, pk=None):
+        serializer = AdoptRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._detail(services.outbox_adopt(event_id=pk, **serializer.validated_data))
 
     @extend_schema(
         summary="Discard a dead event: never sent; later events of its task go ahead",

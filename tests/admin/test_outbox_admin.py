@@ -64,6 +64,23 @@ def test_retry_now_makes_failed_events_due_and_requeue_is_audited(staff, dead_ev
     assert AuditEntry.objects.filter(action="requeue", object_id=str(dead_event.pk)).exists()
 
 
+def test_requeue_assuming_not_created_clears_the_unknown_outcome_of_creates_only(staff, dead_event):
+    task_services.task_update(task_id=dead_event.aggregate_id, data={"title": "Dead two"}, partial=True)
+    update = OutboxEvent.objects.get(aggregate_id=dead_event.aggregate_id, operation_type="update")
+    OutboxEvent.objects.filter(pk__in=[dead_event.pk, update.pk]).update(status="dead", outcome_unknown=True)
+    page = staff.post(
+        CHANGELIST,
+        {"action": "requeue_assuming_not_created", "_selected_action": [str(dead_event.pk), str(update.pk)]},
+        follow=True,
+    ).content.decode()
+    create = OutboxEvent.objects.get(pk=dead_event.pk)
+    update.refresh_from_db()
+    assert (create.status, create.outcome_unknown) == ("pending", False)
+    assert (update.status, update.outcome_unknown) == ("dead", True)
+    assert "1 event(s) requeued to create without a lookup" in page
+    assert "Only a create looks for an earlier task" in page
+
+
 def test_a_coalesced_event_links_to_its_carrier_and_the_carrier_lists_it(staff, gateway):
     provider = make_provider("clickup", name="CU coalesced admin")
     task, _ = task_services.task_create(data={"title": "Folded", "provider": str(provider.pk)})

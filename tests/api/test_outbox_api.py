@@ -103,9 +103,91 @@ def test_only_operators_requeue_discard_or_process(api, reader_api, provider):
     for client in (api, reader_api):
         assert client.post(f"/api/outbox/{event.id}/requeue").status_code == 403
         assert client.post(f"/api/outbox/{event.id}/discard").status_code == 403
+        assert client.post(f"/api/outbox/{event.id}/adopt", {"external_id": "x"}).status_code == 403
         assert client.post("/api/outbox/process").status_code == 403
     event.refresh_from_db()
     assert event.status == Status.DEAD
+
+
+def _lookup_incomplete(provider, title="Task"):
+    """A create that died because its lookup could not rule out an earlier task."""
+    task = new_task(provider, title)
+    event = OutboxEvent.objects.get(aggregate_id=task.id)
+    OutboxEvent.objects.filter(id=event.id).update(
+        status=Status.DEAD, outcome_unknown=True, error_message="lookup_incomplete: Could not rule out ..."
+    )
+    return task, event
+
+
+def test_requeue_assuming_not_created_clears_the_unknown_outcome_of_a_create(operator_api, provider):
+    _, event = _lookup_incomplete(provider)
+    plain = operator_api.post(f"/api/outbox/{event.id}/requeue", {}, format="json")
+    assert plain.status_code == 200 and plain.json()["outcome_unknown"] is True  # still looks first
+    OutboxEvent.objects.filter(id=event.id).update(status=Status.DEAD)
+
+    response = operator_api.post(f"/api/outbox/{event.id}/requeue", {"assume_not_created": True}, format="json")
+
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["outcome_unknown"]) == ("pending", False)
+    from archangel.audit.models import AuditEntry
+
+    entry = AuditEntry.objects.filter(action="requeue", object_id=str(event.id)).latest("id")
+    assert entry.changes["outcome_unknown"] == [True, False]
+
+
+def test_requeue_assuming_not_created_is_refused_for_anything_but_a_create(operator_api, provider):
+    task = new_task(provider)
+    task_update(task_id=task.id, data={"title": "Renamed"}, partial=True)
+    update = OutboxEvent.objects.get(aggregate_id=task.id, operation_type="update")
+    OutboxEvent.objects.filter(id=update.id).update(status=Status.DEAD, outcome_unknown=True)
+    wrong_type = operator_api.post(f"/api/outbox/{update.id}/requeue", {"assume_not_created": "maybe"}, format="json")
+    assert wrong_type.status_code == 400 and "assume_not_created" in wrong_type.json()["error"]["fields"]
+    response = operator_api.post(f"/api/outbox/{update.id}/requeue", {"assume_not_created": True}, format="json")
+    assert response.status_code == 400 and "assume_not_created" in response.json()["error"]["fields"]
+    update.refresh_from_db()
+    assert (update.status, update.outcome_unknown) == (Status.DEAD, True)  # nothing changed
+
+
+def test_adopt_settles_a_create_with_the_task_found_and_lets_its_later_events_go(operator_api, provider, gateway):
+    from outbox_app.drain import drain
+
+    task, event = _lookup_incomplete(provider)
+    task_update(task_id=task.id, data={"title": "Renamed"}, partial=True)
+    drain(threads=1)
+    assert gateway.calls == []  # the update waits behind its dead create
+
+    response = operator_api.post(f"/api/outbox/{event.id}/adopt", {"external_id": " 86abc "}, format="json")
+
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["outcome_unknown"]) == ("delivered", False)
+    task.refresh_from_db()
+    assert task.external_id == "86abc"
+    drain(threads=1)
+    assert [(c["operation"], c["external_id"]) for c in gateway.calls] == [("update", "86abc")]
+    from archangel.audit.models import AuditEntry
+
+    entry = AuditEntry.objects.get(action="adopt", object_id=str(event.id))
+    assert entry.changes == {"status": ["dead", "delivered"], "external_id": [None, "86abc"]}
+
+
+def test_adopt_refuses_bad_input_and_events_it_cannot_settle(operator_api, provider):
+    task, event = _lookup_incomplete(provider)
+    for body in ({}, {"external_id": "  "}, {"external_id": "x" * 256}):
+        response = operator_api.post(f"/api/outbox/{event.id}/adopt", body, format="json")
+        assert response.status_code == 400 and "external_id" in response.json()["error"]["fields"], body
+    other, _ = _lookup_incomplete(provider, "Another task")
+    type(task).objects.filter(id=other.id).update(external_id="taken")
+    taken = operator_api.post(f"/api/outbox/{event.id}/adopt", {"external_id": "taken"}, format="json")
+    assert taken.status_code == 409
+    task_update(task_id=task.id, data={"title": "Renamed"}, partial=True)
+    update = OutboxEvent.objects.get(aggregate_id=task.id, operation_type="update")
+    OutboxEvent.objects.filter(id=update.id).update(status=Status.DEAD)
+    assert operator_api.post(f"/api/outbox/{update.id}/adopt", {"external_id": "y"}, format="json").status_code == 409
+    event.refresh_from_db()
+    task.refresh_from_db()
+    assert (event.status, task.external_id) == (Status.DEAD, None)  # nothing changed
+    OutboxEvent.objects.filter(id=event.id).update(status=Status.DELIVERED)
+    assert operator_api.post(f"/api/outbox/{event.id}/adopt", {"external_id": "z"}, format="json").status_code == 409
 
 
 def test_the_outbox_needs_a_token(anon):
