@@ -143,7 +143,19 @@ def score(item: ScoreInput, now: dt.datetime, weights: Mapping[str, float] = DEF
     """``(score, breakdown)``: the weighted sum in [0, 1] and the factor values, both rounded."""
     values = factors(item, now)
     total = _clamp(sum(weights[name] * values[name] for name in FACTORS))
-    return round(total, DIGITS), {name: round(values[name], DIGITS) for name in FACTORS}
+    return _round(total), {name: _round(values[name]) for name in FACTORS}
+
+
+_SCALE = float(10**DIGITS)
+
+
+def _round(x: float) -> float:
+    """``x`` to ``DIGITS`` places as ``round(x * 10^DIGITS) / 10^DIGITS`` in binary floating point:
+    the scaled value's nearest integer, halves to even. Not ``round(x, DIGITS)``, which rounds the
+    exact decimal value of ``x``: when the multiplication itself lands on a half (0.45125000000000004
+    * 10,000 = 4512.5) the two differ by one unit in the last place, and the SQL form of the
+    formula (``_sql_round``: PostgreSQL's ``round(float8)`` is half-to-even) can only do this one."""
+    return round(x * _SCALE) / _SCALE
 
 
 def validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -210,8 +222,8 @@ def sql_score(*, factors: str = "f", weights: str = "w") -> tuple[str, str]:
     ``sql_factors`` computes them) and a row ``weights`` with one ``float8`` column per factor:
     ``score()``'s weighted sum, clamped and rounded, and its rounded factors as ``jsonb``.
 
-    Rounding to ``DIGITS`` places is ``round(x * 10^DIGITS) / 10^DIGITS`` in ``float8``: halves go
-    to even, as Python's ``round`` does for values that are exact halves in binary.
+    Rounding to ``DIGITS`` places is ``round(x * 10^DIGITS) / 10^DIGITS`` in ``float8``, halves to
+    even: the same operations as ``_round`` in Python.
     """
     total = " + ".join(f"{weights}.{name} * {factors}.{name}" for name in FACTORS)  # Python's sum(), in order
     pairs = ", ".join(f"'{name}', {_sql_round(f'{factors}.{name}')}" for name in FACTORS)

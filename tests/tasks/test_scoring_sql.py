@@ -161,3 +161,13 @@ def test_every_open_task_is_rescored_the_lowest_id_included():
     )  # fmt: skip
     assert services.tasks_rescore_open(now=now + dt.timedelta(hours=1), batch_size=2) == 4
     assert all(t.score is not None for t in Task.objects.filter(id__in=ids))
+
+
+@pytest.mark.parametrize("x", [0.45125000000000004, 0.03125, 0.00005, 0.99995, 1 / 3])
+def test_rounding_is_the_same_operations_on_both_sides(x):
+    # 0.45125000000000004 * 10,000 is exactly 4512.5 in binary: Python's round(x, 4) (exact decimal
+    # value: 0.4513) and PostgreSQL's round(x * 10^4) / 10^4 (half to even: 0.4512) used to differ.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {scoring._sql_round('%s::float8')}", [x])
+        assert cursor.fetchone()[0] == scoring._round(x)
+    assert scoring._round(0.45125000000000004) == 0.4512
