@@ -18,12 +18,15 @@ ends, each a data-modifying ``WITH`` of it: one round trip instead of three.
 import contextlib
 import contextvars
 import datetime as dt
+import json
+import time
 import uuid
-from collections.abc import Iterator, Sequence
-from operator import attrgetter
+from collections.abc import Iterable, Iterator, Sequence
+from operator import attrgetter, itemgetter
 
 from django.db import connections, models, router
 from django.dispatch import Signal
+from django.utils import timezone
 
 # Sent with the rows insert_rows actually wrote (sender = the model), since a raw INSERT
 # fires no post_save: the audit log listens.
@@ -148,6 +151,71 @@ def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False) -
     if written and rows_inserted.has_listeners(model):
         rows_inserted.send(sender=model, objs=[obj for obj in objs if obj.pk in written])
     return written
+
+
+def copy_rows(model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+    """Write ``rows`` (one tuple per row, values in ``columns`` order) into ``model``'s table with
+    PostgreSQL's ``COPY ... FROM STDIN``, in the caller's transaction; returns the rows written.
+
+    The bulk import's writer: ``COPY`` takes rows with the least work on both sides (no statement
+    to parse, no placeholders, no arrays to build), but it cannot skip a row, so the caller makes
+    sure none conflicts; a constraint violation fails the whole statement (and so the
+    transaction or savepoint) with Django's ``IntegrityError``. Values go as they are: JSON as
+    its text (``json.dumps``), every other value a type psycopg adapts (str, int, float, bool,
+    Decimal, UUID, aware datetime, None). Fires no signal: see ``copy_objs`` for instances.
+    """
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        raise RuntimeError("copy_rows() needs PostgreSQL")
+    quote = connection.ops.quote_name
+    # Identifiers come from the model's meta, values travel in the COPY stream.
+    sql = f"COPY {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) FROM STDIN"
+    written = 0
+    started = time.monotonic()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
+            written += 1
+    if connection.queries_logged:
+        # Counted like any other statement (CaptureQueriesContext, the debug toolbar).
+        connection.queries_log.append({"sql": f"{sql} -- {written} rows", "time": f"{time.monotonic() - started:.3f}"})
+    return written
+
+
+def copy_objs(objs: Sequence[models.Model]) -> None:
+    """Write model instances (pks set, every attribute present) with ``copy_rows`` and announce
+    them with ``rows_inserted``, as ``insert_rows`` does (the audit log, routing's open load).
+
+    ``auto_now``/``auto_now_add`` fields keep a value that is set (one ``now`` for a whole
+    import, chosen by the caller) and get the time of the call when None; other fields are
+    written as they are, JSON fields through their encoder."""
+    if not objs:
+        return
+    model = type(objs[0])
+    connection = connections[router.db_for_write(model)]
+    fields = [f for f in model._meta.concrete_fields if not f.generated]
+    getter = itemgetter(*(f.attname for f in fields))
+    json_columns = [(i, f.encoder) for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
+    stamped = [f.attname for f in fields if isinstance(f, models.DateField) and (f.auto_now or f.auto_now_add)]
+    now = None
+    rows = []
+    for obj in objs:
+        values = obj.__dict__
+        for name in stamped:
+            if values[name] is None:
+                values[name] = now = now or timezone.now()
+        row = list(getter(values))
+        for i, encoder in json_columns:
+            if row[i] is not None:  # None is SQL NULL, as the ORM writes it
+                row[i] = json.dumps(row[i], cls=encoder)
+        rows.append(row)
+    copy_rows(model, [f.column for f in fields], rows)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    if rows_inserted.has_listeners(model):
+        rows_inserted.send(sender=model, objs=list(objs))
 
 
 _parts: dict[tuple, tuple] = {}

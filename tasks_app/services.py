@@ -6,23 +6,27 @@ exist or neither does.
 """
 
 import datetime as dt
+import json
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Count
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init
 from django.utils import timezone
 
 from archangel import metrics
-from archangel.db import insert_rows, is_retryable_conflict, one_statement
+from archangel.db import copy_objs, copy_rows, insert_rows, is_retryable_conflict, one_statement
 from archangel.errors import Conflict, InvalidInput, NotFound
 from outbox_app.models import OutboxEvent
-from outbox_app.services import EventSpec, outbox_enqueue_many
+from outbox_app.services import EventSpec, outbox_copy_many, outbox_enqueue_many
 from providers_app.models import Provider
 from tasks_app import normalizer, routing, scoring, selectors
 from tasks_app.models import Assignee, AssigneeIdentity, Client, RoutingDecision, Task
@@ -225,19 +229,31 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
     for index, errors in _check_references(valid, clients).items():
         results[index] = ItemResult(index, "error", errors=errors)
     now = timezone.now()
-    candidates = [
-        (index, _new_task(data, source=source, now=now, client=clients.get(data.get("client"))))
-        for index, data in valid
-        if index not in results
-    ]
-    decisions = _route_new([task for _, task in candidates], clients, now=now)
+    valid = [(index, data) for index, data in valid if index not in results]
+    copying = _copies(len(valid))
+    if copying:
+        scores: dict[scoring.ScoreInput, tuple] = {}
+        candidates = [
+            (index, _new_task_fast(data, source=source, now=now, client=clients.get(data.get("client")), scores=scores))
+            for index, data in valid
+        ]
+    else:
+        candidates = [
+            (index, _new_task(data, source=source, now=now, client=clients.get(data.get("client"))))
+            for index, data in valid
+        ]
+    decisions = _route_new([task for _, task in candidates], clients, now=now, row=_decision_tuple if copying else None)
 
-    # A row skipped as a duplicate whose twin closed before we could read it, or a
-    # deadlock with a concurrent request: undo this attempt and run it again.
+    # A row skipped as a duplicate whose twin closed before we could read it, a twin a
+    # concurrent request committed while we wrote (COPY cannot skip it), or a deadlock with a
+    # concurrent request: undo this attempt and run it again.
     for attempt in range(3):
         try:
             with transaction.atomic():
-                created = _insert_new(candidates, results, decisions)
+                if copying:
+                    created = _insert_copied(candidates, results, decisions, now=now)
+                else:
+                    created = _insert_new(candidates, results, decisions)
             break
         except (IntegrityError, OperationalError) as exc:
             if attempt == 2 or (isinstance(exc, OperationalError) and not is_retryable_conflict(exc)):
@@ -301,12 +317,153 @@ def _insert_with_rows(first, repeats, ordered, results, decisions) -> list[tuple
     return created
 
 
+# --- bulk: the COPY path ------------------------------------------------------------------------
+#
+# A bulk import on PostgreSQL writes its tasks, their outbox events and routing decisions with
+# COPY (``archangel.db.copy_rows``), and builds no model instance through ``Model.__init__``: on
+# a 1,000-task import, three instances per task (signals, field descriptors) and the column arrays
+# of ``insert_rows`` were most of the request's CPU. Same rows, same results, same transaction
+# as the INSERT path above, which single creates, small batches and SQLite keep
+# (tests/api/test_bulk_copy.py holds the two equal).
+
+# Candidates above which a bulk create on PostgreSQL takes the COPY path; at or below it, one
+# INSERT per table (deferred into one statement for a single create) costs less.
+COPY_MIN_ROWS = 20
+
+
+def _copies(n: int) -> bool:
+    return n > COPY_MIN_ROWS and transaction.get_connection().vendor == "postgresql"
+
+
+# What _new_task_fast does not set: each remaining field's default, read once from the model.
+_task_defaults: dict[str, Any] | None = None
+_FAST_FIELDS = frozenset(
+    {"id", "title", "description", "status", "priority", "effort_hours", "effort_estimated", "deadline",
+     "assignee_id", "client_id", "provider_id", "source", "last_progress_at", "created_at", "updated_at",
+     "fingerprint", "score", "score_breakdown"}
+)  # fmt: skip
+
+
+def _defaults() -> dict[str, Any]:
+    global _task_defaults
+    if _task_defaults is None:
+        rest = [f for f in Task._meta.concrete_fields if f.attname not in _FAST_FIELDS]
+        # Shared by every instance: a callable default (a fresh dict, say) would need a call per task.
+        assert not any(f.has_default() and callable(f.default) for f in rest), "set it in _new_task_fast"
+        _task_defaults = {f.attname: f.get_default() for f in rest}
+    return _task_defaults
+
+
+def _new_task_fast(
+    data: dict, *, source: str, now: dt.datetime, client: ClientInfo | None, scores: dict[scoring.ScoreInput, tuple]
+) -> Task:
+    """``_new_task`` for the COPY path: the same values, in an instance made without
+    ``Model.__init__`` (its attributes set at once, ``post_init`` sent for the audit's snapshot),
+    and created and updated at ``now``, the instant it is scored at. ``scores`` keeps the score
+    of each distinct input: the tasks of an import mostly share them (same priority, no deadline)."""
+    assignee = data.get("assignee")
+    status = data.get("status") or (TaskStatus.ASSIGNED if assignee else TaskStatus.PENDING)
+    priority = data.get("priority", Task.Priority.NORMAL)
+    description = data.get("description", "")
+    effort = data.get("effort_hours")
+    title = data["title"]
+    client_id = data.get("client")
+    deadline = data.get("deadline")
+    task = Task.__new__(Task)
+    task.__dict__.update(_defaults())
+    task.__dict__.update(
+        _state=ModelState(),
+        id=uuid.uuid4(),
+        title=title,
+        description=description,
+        status=status,
+        priority=priority,
+        effort_hours=effort
+        if effort is not None
+        else normalizer.estimate_effort(priority=priority, description=description),
+        effort_estimated=effort is None,
+        deadline=deadline,
+        assignee_id=assignee,
+        client_id=client_id,
+        provider_id=data.get("provider"),
+        source=source,
+        last_progress_at=now if status not in (TaskStatus.PENDING, TaskStatus.ASSIGNED) else None,
+        created_at=now,
+        updated_at=now,
+        fingerprint=normalizer.fingerprint(title=title, client_id=client_id, deadline=deadline),
+    )
+    key = score_input(task, client)
+    scored = scores.get(key)
+    if scored is None:
+        scored = scores[key] = scoring.score(key, now, settings.SCORE_WEIGHTS)
+    task.score, breakdown = scored
+    task.score_breakdown = dict(breakdown)
+    post_init.send(sender=Task, instance=task)
+    return task
+
+
+# RoutingDecision's columns, in the order _decision_tuple gives them.
+_DECISION_COLUMNS = (
+    "id", "task_id", "provider_id", "assignee_id", "trigger", "chose_provider", "reason", "candidates",
+    "margin_hours", "over_capacity", "duration_ms", "created_at", "updated_at",
+)  # fmt: skip
+
+
+def _decision_tuple(task: Task, decision: routing.Decision, seconds: float, at: dt.datetime) -> tuple:
+    """``_decision_row`` as the row COPY writes: created at ``at`` (``now`` plus a microsecond per
+    task, so the round-robin cursor, the latest decision with an assignee, follows the batch)."""
+    return (
+        uuid.uuid4(), task.id, decision.provider_id, decision.assignee_id, "create", decision.chose_provider,
+        decision.reason[:500], json.dumps(decision.candidates), decision.margin_hours, decision.over_capacity,
+        round(seconds * 1000, 3), at, at,
+    )  # fmt: skip
+
+
+def _insert_copied(
+    candidates: list[tuple[int, Task]], results: dict[int, ItemResult], decisions: dict[uuid.UUID, tuple], *, now
+) -> list[tuple[int, Task]]:
+    """``_insert_new`` with COPY. COPY cannot skip a row, so the open twins are looked up first
+    and left out; a twin committed by a concurrent request after that look-up makes the COPY
+    fail on the open-fingerprint index (after waiting for that request, as the INSERT's ``ON
+    CONFLICT`` waits), and the caller runs the attempt again, which then finds it."""
+    first: dict[str, tuple[int, Task]] = {}
+    repeats: list[tuple[int, str]] = []
+    for index, task in candidates:
+        if task.fingerprint in first:
+            repeats.append((index, task.fingerprint))
+        else:
+            first[task.fingerprint] = (index, task)
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM tasks_app_task WHERE fingerprint = ANY(%s) AND NOT (status = ANY(%s))",
+            [list(first), sorted(CLOSED)],
+        )
+        twin_ids = [row[0] for row in cursor.fetchall()]
+    twins = {t.fingerprint: t for t in Task.objects.filter(pk__in=twin_ids)} if twin_ids else {}
+    # Written in fingerprint order: two imports that share tasks wait for each other's rows in
+    # the same order and cannot deadlock (as _insert_new).
+    new = sorted((task for _, task in first.values() if task.fingerprint not in twins), key=attrgetter("fingerprint"))
+    copy_objs(new)
+    created: list[tuple[int, Task]] = []
+    for index, task in first.values():
+        if task.fingerprint in twins:
+            results[index] = ItemResult(index, "duplicate", task=twins[task.fingerprint])
+        else:
+            created.append((index, task))
+    for index, fingerprint in repeats:
+        results[index] = ItemResult(index, "duplicate", task=twins.get(fingerprint) or first[fingerprint][1])
+    outbox_copy_many(events=_events_for([(task, None) for _, task in created]), now=now)
+    copy_rows(RoutingDecision, _DECISION_COLUMNS, [decisions[task.id] for _, task in created if task.id in decisions])
+    return created
+
+
 # --- routing -----------------------------------------------------------------------------------
 
 
-def _route_new(tasks: list[Task], clients: dict[uuid.UUID, ClientInfo], *, now: dt.datetime) -> dict:
+def _route_new(tasks: list[Task], clients: dict[uuid.UUID, ClientInfo], *, now: dt.datetime, row=None) -> dict:
     """Give every task without a provider or an assignee both (``tasks_app/routing.py``), in
-    place; returns the unsaved :class:`RoutingDecision` of each routed task by task id.
+    place; returns the unsaved :class:`RoutingDecision` of each routed task by task id (or what
+    ``row`` makes of it: the COPY path's plain tuples, ``_decision_tuple``).
 
     The inputs (providers, health, load, people) are read once for the whole batch and
     updated as each task is routed, so a bulk request spreads its own work too.
@@ -335,7 +492,7 @@ def _route_new(tasks: list[Task], clients: dict[uuid.UUID, ClientInfo], *, now: 
         _apply_decision(task, decision)
         seconds = time.perf_counter() - t0 + load_share
         metrics.observe_routing_seconds(seconds)
-        decisions[task.id] = _decision_row(task, decision, seconds, now + dt.timedelta(microseconds=i))
+        decisions[task.id] = (row or _decision_row)(task, decision, seconds, now + dt.timedelta(microseconds=i))
         if chose_provider and decision.provider_id in inputs.providers:
             provider_type = inputs.providers[decision.provider_id].type
             routed[provider_type] = routed.get(provider_type, 0) + 1
