@@ -108,3 +108,43 @@ def test_get_audit_is_for_operators_and_filters(api, operator_api, reader_api):
     entry_id = page["results"][0]["id"]
     assert operator_api.get(f"/api/audit/{entry_id}").json()["id"] == entry_id
     assert operator_api.delete(f"/api/audit/{entry_id}").status_code == 405
+
+
+def test_a_created_rows_values_are_logged_as_the_generic_conversion_would(db):
+    """signals._created converts business data by exact type; every value must come out as
+    context._jsonable makes it, empty text and containers left out, False and 0 kept."""
+    import datetime as dt
+    import decimal
+    import uuid
+
+    from archangel.audit.context import _jsonable
+    from archangel.audit.signals import _created, _fields
+    from tasks_app.models import Task
+    from tasks_app.status import TaskStatus
+
+    task = Task(
+        id=uuid.uuid4(),
+        title="Typed",
+        description="",
+        status=TaskStatus.IN_PROGRESS,  # a str subclass
+        priority=Task.Priority.URGENT,  # an int subclass
+        effort_hours=decimal.Decimal("2.50"),
+        effort_estimated=False,
+        deadline=dt.datetime(2031, 3, 4, 21, 59, 59, tzinfo=dt.UTC),
+        client_id=uuid.uuid4(),
+        score=0.0,
+        score_breakdown={},
+        external_id=dt.date(2031, 3, 4),  # any type at all: through _jsonable
+        version=0,
+    )
+    values = task.__dict__
+    expected = {
+        name: [None, _jsonable(value)]
+        for name in _fields(Task)
+        if name != "id" and (value := values.get(name)) is not None and value not in ("", {}, [])
+    }
+    changes = _created(task)
+    assert changes == expected
+    assert json.dumps(changes) == json.dumps(expected)  # the same types too, key order included
+    assert changes["effort_estimated"] == [None, False] and changes["score"] == [None, 0.0]
+    assert "description" not in changes and "score_breakdown" not in changes
