@@ -1,4 +1,4 @@
-"""A lean multi-row INSERT for the ingest hot path.
+"""Lean multi-row INSERT and COPY for the ingest hot path.
 
 Django's ``bulk_create`` cannot say which rows an ``ON CONFLICT DO NOTHING`` skipped
 on PostgreSQL, and its per-call overhead dominated single creates. This builds one
@@ -13,6 +13,10 @@ quote in Python than the insert took in the database.
 ``one_statement()`` sends the small inserts made inside it (the rows that go with a single
 create: its audit entry, outbox event and routing decision) as one statement when the block
 ends, each a data-modifying ``WITH`` of it: one round trip instead of three.
+
+``copy_rows()`` / ``copy_objs()`` write with PostgreSQL's ``COPY ... FROM STDIN`` for a bulk
+import (``tasks_app.services``, "bulk: the COPY path"): the cheapest way in for many rows, but it
+cannot skip a conflicting one, so the caller makes sure there is none.
 """
 
 import contextlib
