@@ -21,7 +21,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Count
 from django.db.models.base import ModelState
-from django.db.models.signals import post_init
 from django.utils import timezone
 
 from archangel import metrics
@@ -246,7 +245,7 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
 def _create_valid(valid, results, clients, *, source, now, copying) -> list[tuple[int, Task]]:
     """Build, route and insert the valid items (by COPY when ``copying``); the created ones."""
     if copying:
-        scores: dict[scoring.ScoreInput, tuple] = {}
+        scores: dict[tuple, tuple] = {}
         candidates = [
             (index, _new_task_fast(data, source=source, now=now, client=clients.get(data.get("client")), scores=scores))
             for index, data in valid
@@ -386,12 +385,13 @@ def _defaults() -> dict[str, Any]:
 
 
 def _new_task_fast(
-    data: dict, *, source: str, now: dt.datetime, client: ClientInfo | None, scores: dict[scoring.ScoreInput, tuple]
+    data: dict, *, source: str, now: dt.datetime, client: ClientInfo | None, scores: dict[tuple, tuple]
 ) -> Task:
     """``_new_task`` for the COPY path: the same values, in an instance made without
-    ``Model.__init__`` (its attributes set at once, ``post_init`` sent for the audit's snapshot),
-    and created and updated at ``now``, the instant it is scored at. ``scores`` keeps the score
-    of each distinct input: the tasks of an import mostly share them (same priority, no deadline)."""
+    ``Model.__init__`` (its attributes set at once), created and updated at ``now``, the instant
+    it is scored at. No ``post_init``: its one receiver, the audit's snapshot, is taken when the
+    insert is announced (``rows_inserted``), as it must be after routing. ``scores`` keeps the
+    score of each distinct input: the tasks of an import mostly share one (priority, no deadline)."""
     assignee = data.get("assignee")
     status = data.get("status") or (TaskStatus.ASSIGNED if assignee else TaskStatus.PENDING)
     priority = data.get("priority", Task.Priority.NORMAL)
@@ -400,6 +400,10 @@ def _new_task_fast(
     title = data["title"]
     client_id = data.get("client")
     deadline = data.get("deadline")
+    effort_hours = (
+        effort if effort is not None else normalizer.estimate_effort(priority=priority, description=description)
+    )
+    last_progress_at = now if status not in (TaskStatus.PENDING, TaskStatus.ASSIGNED) else None
     task = Task.__new__(Task)
     task.__dict__.update(_defaults())
     task.__dict__.update(
@@ -409,27 +413,25 @@ def _new_task_fast(
         description=description,
         status=status,
         priority=priority,
-        effort_hours=effort
-        if effort is not None
-        else normalizer.estimate_effort(priority=priority, description=description),
+        effort_hours=effort_hours,
         effort_estimated=effort is None,
         deadline=deadline,
         assignee_id=assignee,
         client_id=client_id,
         provider_id=data.get("provider"),
         source=source,
-        last_progress_at=now if status not in (TaskStatus.PENDING, TaskStatus.ASSIGNED) else None,
+        last_progress_at=last_progress_at,
         created_at=now,
         updated_at=now,
         fingerprint=normalizer.fingerprint(title=title, client_id=client_id, deadline=deadline),
     )
-    key = score_input(task, client)
+    # Everything score_input reads, created_at being now for all.
+    key = (deadline, priority, effort_hours, client, last_progress_at)
     scored = scores.get(key)
     if scored is None:
-        scored = scores[key] = scoring.score(key, now, settings.SCORE_WEIGHTS)
+        scored = scores[key] = scoring.score(score_input(task, client), now, settings.SCORE_WEIGHTS)
     task.score, breakdown = scored
     task.score_breakdown = dict(breakdown)
-    post_init.send(sender=Task, instance=task)
     return task
 
 
