@@ -25,7 +25,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from operator import attrgetter, itemgetter
 
 from django.db import connections, models, router
@@ -157,7 +157,7 @@ def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False) -
     return written
 
 
-def copy_rows(model: type[models.Model], columns: Sequence[str], rows: Iterable[Sequence]) -> int:
+def copy_rows(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence]) -> int:
     """Write ``rows`` (one tuple per row, values in ``columns`` order) into ``model``'s table with
     PostgreSQL's ``COPY ... FROM STDIN``, in the caller's transaction; returns the rows written.
 
@@ -168,23 +168,24 @@ def copy_rows(model: type[models.Model], columns: Sequence[str], rows: Iterable[
     its text (``json.dumps``), every other value a type psycopg adapts (str, int, float, bool,
     Decimal, UUID, aware datetime, None). Fires no signal: see ``copy_objs`` for instances.
     """
+    if not rows:
+        return 0
     connection = connections[router.db_for_write(model)]
     if connection.vendor != "postgresql":
         raise RuntimeError("copy_rows() needs PostgreSQL")
     quote = connection.ops.quote_name
     # Identifiers come from the model's meta, values travel in the COPY stream.
     sql = f"COPY {quote(model._meta.db_table)} ({', '.join(map(quote, columns))}) FROM STDIN"
-    written = 0
     started = time.monotonic()
     connection.ensure_connection()
     with connection.wrap_database_errors, connection.connection.cursor() as cursor, cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(row)
-            written += 1
     if connection.queries_logged:
         # Counted like any other statement (CaptureQueriesContext, the debug toolbar).
-        connection.queries_log.append({"sql": f"{sql} -- {written} rows", "time": f"{time.monotonic() - started:.3f}"})
-    return written
+        seconds = time.monotonic() - started
+        connection.queries_log.append({"sql": f"{sql} -- {len(rows)} rows", "time": f"{seconds:.3f}"})
+    return len(rows)
 
 
 def copy_objs(objs: Sequence[models.Model]) -> None:

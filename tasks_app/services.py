@@ -476,7 +476,8 @@ def _insert_copied(
     """``_insert_new`` with COPY. COPY cannot skip a row, so the open twins are looked up first
     and left out; a twin committed by a concurrent request after that look-up makes the COPY
     fail on the open-fingerprint index (after waiting for that request, as the INSERT's ``ON
-    CONFLICT`` waits), and the caller runs the attempt again, through ``_insert_new``."""
+    CONFLICT`` waits), and the caller runs the attempt again, through ``_insert_new``. The tasks
+    carry no ``_routing`` (the bulk answer shows ids only; a serializer reads the decision back)."""
     first: dict[str, tuple[int, Task]] = {}
     repeats: list[tuple[int, str]] = []
     for index, task in candidates:
