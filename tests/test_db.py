@@ -68,3 +68,27 @@ def test_many_rows_and_conflict_skipping_inserts_run_at_once():
 def test_outside_a_transaction_it_refuses():
     with pytest.raises(RuntimeError, match="inside a transaction"), one_statement():
         pass
+
+
+def test_copied_instances_get_their_timestamps_and_are_announced_like_inserted_ones():
+    from archangel.db import copy_objs
+
+    clients = [_client(f"Copied {i}") for i in range(3)]
+    with transaction.atomic():
+        copy_objs(clients)
+    stored = list(Client.objects.filter(name__startswith="Copied").order_by("name"))
+    assert [c.name for c in stored] == ["Copied 0", "Copied 1", "Copied 2"]
+    assert all(c.created_at is not None and c.created_at == c.updated_at for c in stored)
+    assert [c.created_at for c in stored] == [c.created_at for c in clients]
+    assert all(not c._state.adding for c in clients)
+    # rows_inserted reached the audit log, as insert_rows' rows do
+    assert AuditEntry.objects.filter(object_type="tasks_app.client", action="create").count() == 3
+
+
+def test_a_copy_that_breaks_a_constraint_fails_whole_with_an_integrity_error():
+    from archangel.db import copy_objs
+
+    insert_rows([_client("Taken")])
+    with pytest.raises(IntegrityError), transaction.atomic():
+        copy_objs([_client("Free"), _client("Taken")])
+    assert not Client.objects.filter(name="Free").exists()
