@@ -22,6 +22,7 @@ cannot skip a conflicting one, so the caller makes sure there is none.
 import contextlib
 import contextvars
 import datetime as dt
+import functools
 import json
 import time
 import uuid
@@ -41,14 +42,27 @@ MAX_PARAMS = 30_000
 # Values psycopg adapts natively; on PostgreSQL they skip the field's get_db_prep_save
 # (whose per-value checks were a tenth of a bulk insert's time).
 _NATIVE = (str, bool, int, uuid.UUID)
-# The statements deferred by the innermost one_statement() block, if any: [(sql, params)].
-_deferred: contextvars.ContextVar[list | None] = contextvars.ContextVar("archangel_deferred_inserts", default=None)
+# The statements deferred by the innermost one_statement() block, if any.
+_deferred: contextvars.ContextVar["_Batch | None"] = contextvars.ContextVar("archangel_deferred_inserts", default=None)
 # Rows above which an insert is sent at once (unnest, server-side binding) even inside one_statement().
 DEFER_MAX_ROWS = 20
 
 
+class LeadSkipped(Exception):
+    """The lead row of a ``one_statement()`` block was skipped by ``ON CONFLICT DO NOTHING``,
+    so nothing of the block was written. Raised as the block ends: a transaction around it rolls
+    back, and the ``on_commit`` callbacks registered for the rows that were not written go with
+    it."""
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, list]] = []  # (INSERT ... VALUES ..., client-side %s parameters)
+        self.lead: tuple[str, list] | None = None  # INSERT ... ON CONFLICT DO NOTHING RETURNING pk
+
+
 @contextlib.contextmanager
-def one_statement(using: str = "default") -> Iterator[None]:
+def one_statement(using: str = "default", *, ends_transaction: bool = False) -> Iterator[None]:
     """Send the inserts ``defer()``-ed inside the block (``insert_rows`` of a few rows without
     ``skip_conflicts``, audit entries) together, as one statement, when the block ends without
     an error; must run inside a transaction. Reads and the other writes in the block run at
@@ -57,6 +71,20 @@ def one_statement(using: str = "default") -> Iterator[None]:
     The deferred rows are not in the database until the block ends: nothing inside the block
     may read them back (constraints that refer to them are checked at the end, and foreign
     keys, deferred, at commit).
+
+    With a lead row (``insert_rows([obj], skip_conflicts=True, lead=True)``, at most one per
+    block) every other deferred row is written only if the lead is (``INSERT ... SELECT ...
+    FROM lead``), and the block raises :class:`LeadSkipped` when it was not. That statement is
+    sent with server-side binding (``psycopg.RawCursor``): psycopg passes the values in C
+    instead of quoting every one of them into the SQL text in Python.
+
+    ``ends_transaction``: the caller promises that nothing runs in the transaction after the
+    block (it ends with the block). Then, when the block's statement would be the first and only
+    thing its outermost transaction sends, it is sent in autocommit mode: PostgreSQL runs one
+    statement atomically anyway, and psycopg has no ``BEGIN`` and no ``COMMIT`` to send (it
+    sends ``BEGIN`` with the first statement and skips a ``COMMIT`` when none was sent): one
+    round trip instead of three. Django's transaction is untouched (its ``on_commit`` callbacks
+    run when it ends, and are dropped if it rolls back, e.g. on :class:`LeadSkipped`).
     """
     connection = connections[using]
     if connection.vendor != "postgresql" or _deferred.get() is not None:
@@ -64,38 +92,109 @@ def one_statement(using: str = "default") -> Iterator[None]:
         return
     if not connection.in_atomic_block:
         raise RuntimeError("one_statement() defers writes to the end of the block: use it inside a transaction")
-    batch: list[tuple[str, list]] = []
+    batch = _Batch()
     token = _deferred.set(batch)
     try:
         yield
     finally:
         _deferred.reset(token)
-    if not batch:
+    if batch.lead is not None:
+        sql, params = _lead_statement(batch.lead, batch.rows)
+        with _raw_cursor_wrapper(connection) as cursor:
+            with _alone(connection, ends_transaction):
+                cursor.execute(sql, params)
+            if not cursor.fetchall():
+                raise LeadSkipped
         return
-    *ctes, (last_sql, last_params) = batch
+    if not batch.rows:
+        return
+    *ctes, (last_sql, last_params) = batch.rows
     sql = "WITH " + ", ".join(f"w{i} AS ({q})" for i, (q, _) in enumerate(ctes)) + " " + last_sql if ctes else last_sql
     params = [p for _, ps in ctes for p in ps] + list(last_params)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
 
+@contextlib.contextmanager
+def _alone(connection, ends_transaction: bool) -> Iterator[None]:
+    """Autocommit for the statement run inside, when it is all its transaction does (see
+    ``one_statement(ends_transaction=True)``): the outermost atomic block, and nothing sent in it
+    yet (psycopg's transaction status is idle). A test's transaction, or an Idempotency-Key's
+    that has already read, is never bypassed: the statement then runs inside it."""
+    import psycopg
+
+    raw = connection.connection
+    if not (
+        ends_transaction
+        and len(connection.atomic_blocks) == 1
+        and not connection.needs_rollback
+        and raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    ):
+        yield
+        return
+    raw.autocommit = True
+    try:
+        yield
+    finally:
+        raw.autocommit = False  # idle again: the statement committed, or failed and rolled back
+
+
+def _lead_statement(lead: tuple[str, list], rows: list[tuple[str, list]]) -> tuple[str, list]:
+    """``WITH lead AS (INSERT ... RETURNING pk), w0 AS (INSERT INTO t (...) SELECT %s, ...
+    FROM lead), ... SELECT * FROM lead`` (with ``$n`` placeholders): each deferred row becomes an ``INSERT ... SELECT``
+    that yields a row only when the lead wrote one. (``INSERT ... SELECT`` types its untyped
+    parameters by the target columns, as ``VALUES`` does; a ``VALUES`` list in a subquery
+    would type them as text.)"""
+    ctes, params = [f"lead AS ({lead[0]})"], list(lead[1])
+    for sql, row_params in rows:
+        head, _, values = sql.partition(" VALUES ")
+        values, _, _returning = values.partition(" RETURNING ")  # nothing reads it inside the WITH
+        row = values[: values.index(")") + 1]
+        width = row.count("%s")
+        if not width or values != ", ".join([row] * (len(row_params) // width)):
+            raise ValueError(f"not a deferrable INSERT ... VALUES: {sql[:80]!r}")
+        for start in range(0, len(row_params), width):
+            # Only placeholders and the caller's own INSERT head (identifiers from model meta).
+            ctes.append(f"w{len(ctes) - 1} AS ({head} SELECT {row[1:-1]} FROM lead)")  # noqa: S608
+            params += row_params[start : start + width]
+    return _numbered("WITH " + ", ".join(ctes) + " SELECT * FROM lead"), params  # noqa: S608
+
+
+@functools.lru_cache(maxsize=64)
+def _numbered(sql: str) -> str:
+    """``%s`` placeholders as PostgreSQL's own ``$1, $2...``, for ``psycopg.RawCursor``: psycopg
+    parses a ``%s`` statement again on every execution once it has more than 50 parameters
+    (a create's statement has about 70), and that parse cost more than the statement's round
+    trip. The statement's few shapes are converted once each."""
+    parts = sql.split("%s")
+    return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, 1))
+
+
 def defer(sql: str, params: list) -> bool:
-    """Queue one ``INSERT`` (client-side ``%s`` parameters) for the enclosing ``one_statement()``;
-    False when there is none (the caller runs it now)."""
+    """Queue one ``INSERT ... VALUES (%s, ...)[, (...)]`` (client-side ``%s`` parameters, one
+    placeholder group per row) for the enclosing ``one_statement()``; False when there is none
+    (the caller runs it now)."""
     batch = _deferred.get()
     if batch is None:
         return False
-    batch.append((sql, params))
+    batch.rows.append((sql, params))
     return True
 
 
-def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False) -> set:
+def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False, lead: bool = False) -> set:
     """Insert ``objs`` (primary keys already set) and return the pks actually written.
 
     With ``skip_conflicts`` a row that would violate any unique constraint is skipped
     instead of failing the statement; the caller learns which by the missing pks.
     ``auto_now``/``auto_now_add`` fields are filled in as ``save()`` would.
+
+    ``lead`` (one row, with ``skip_conflicts``), inside ``one_statement()`` on PostgreSQL: the
+    row is sent with the block's other rows, which are written only if it is; its pk is returned
+    as written, and the block raises :class:`LeadSkipped` at its end if it was skipped.
+    Elsewhere the row is inserted now, as without ``lead``.
     """
+    if lead and (len(objs) != 1 or not skip_conflicts):
+        raise ValueError("a lead is one row inserted with skip_conflicts")
     if not objs:
         return set()
     model = type(objs[0])
@@ -145,6 +244,12 @@ def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False) -
                 if not skip_conflicts and len(objs) <= DEFER_MAX_ROWS and defer(sql, params):
                     # Sent with the enclosing one_statement(); a failure raises there.
                     written.update(obj.pk for obj in chunk)
+                    continue
+                if lead and (batch := _deferred.get()) is not None:
+                    if batch.lead is not None:
+                        raise RuntimeError("one_statement() takes one lead row")
+                    batch.lead = (sql, params)
+                    written.update(obj.pk for obj in chunk)  # or LeadSkipped when the block ends
                     continue
                 cursor.execute(sql, params)
                 written.update(pk.to_python(row[0]) for row in cursor.fetchall())
@@ -263,6 +368,17 @@ def _array_type(field, connection) -> str:
     # varchar(n)/numeric(p,s) arrays are cast by the column's own type on insert.
     base = field.db_type(connection).split("(")[0].strip()
     return f"{base}[]"
+
+
+def _raw_cursor_wrapper(connection):
+    """A ``psycopg.RawCursor`` (server-side binding, ``$n`` placeholders) on Django's connection,
+    wrapped as Django wraps its own cursors: the statement is logged (and counted by tests) and
+    its errors are Django's."""
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.RawCursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
 def _server_binding_cursor(connection, *, binary: bool = False):

@@ -24,7 +24,7 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from archangel import metrics
-from archangel.db import copy_objs, copy_rows, insert_rows, is_retryable_conflict, one_statement
+from archangel.db import LeadSkipped, copy_objs, copy_rows, insert_rows, is_retryable_conflict, one_statement
 from archangel.errors import Conflict, InvalidInput, NotFound
 from outbox_app.models import OutboxEvent
 from outbox_app.services import EventSpec, outbox_copy_many, outbox_enqueue_many
@@ -201,6 +201,15 @@ def _new_task(data: dict, *, source: str, now: dt.datetime, client: ClientInfo |
     return task
 
 
+def _initial_status_errors(data: dict) -> dict[str, list[str]] | None:
+    status = data.get("status")
+    if status is not None and status not in INITIAL:
+        return {"status": [f"A new task must start as one of: {', '.join(sorted(INITIAL))}."]}
+    if status == TaskStatus.ASSIGNED and not data.get("assignee"):
+        return {"status": ["An assigned task needs an assignee."]}
+    return None
+
+
 def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list[ItemResult]:
     """Create many tasks in one transaction, each with its outbox event.
 
@@ -216,13 +225,9 @@ def task_bulk_create(*, items: list[Any], source: str = Task.Source.API) -> list
         except NormalizationError as exc:
             results[index] = ItemResult(index, "error", errors=exc.fields)
             continue
-        status = data.get("status")
-        if status is not None and status not in INITIAL:
-            results[index] = ItemResult(
-                index, "error", errors={"status": [f"A new task must start as one of: {', '.join(sorted(INITIAL))}."]}
-            )
-        elif status == TaskStatus.ASSIGNED and not data.get("assignee"):
-            results[index] = ItemResult(index, "error", errors={"status": ["An assigned task needs an assignee."]})
+        errors = _initial_status_errors(data)
+        if errors:
+            results[index] = ItemResult(index, "error", errors=errors)
         else:
             valid.append((index, data))
 
@@ -605,11 +610,66 @@ def routing_preview(*, data: Any) -> dict[str, Any]:
 
 
 def task_create(*, data: Any, source: str = Task.Source.API) -> tuple[Task, bool]:
-    """Create one task (or find its open duplicate). Returns ``(task, created)``."""
-    [result] = task_bulk_create(items=[data], source=source)
-    if result.status == "error":
-        raise NormalizationError(result.errors)
-    return result.task, result.status == "created"
+    """Create one task (or find its open duplicate). Returns ``(task, created)``.
+
+    The rules and rows of one item of :func:`task_bulk_create` (tests/api/test_create_cost.py
+    holds the two equal), written the cheapest way a single row allows: the task, its audit
+    entry, its outbox event and its routing decision as one statement, in which the task row
+    leads and the others are written only if it is (``archangel.db.one_statement``). When the
+    task's open fingerprint is taken (a duplicate), nothing is written and the open twin is read.
+    """
+    try:
+        normalized = normalizer.normalize_task(data)
+    except NormalizationError as exc:
+        raise NormalizationError(exc.fields) from None
+    errors = _initial_status_errors(normalized)
+    if errors:
+        raise NormalizationError(errors)
+    clients: dict[uuid.UUID, ClientInfo] = {}
+    errors_by_item = _check_references([(0, normalized)], clients)
+    if errors_by_item:
+        raise NormalizationError(errors_by_item[0])
+    now = timezone.now()
+    task = _new_task(normalized, source=source, now=now, client=clients.get(normalized.get("client")))
+    decision = _route_new([task], clients, now=now).get(task.id)
+
+    # As in task_bulk_create: a duplicate whose twin closed before we could read it, or a
+    # deadlock with a concurrent request, runs the attempt again.
+    twin = None
+    for attempt in range(3):
+        try:
+            if _insert_one(task, decision):
+                break
+            twin = Task.objects.filter(fingerprint=task.fingerprint).exclude(status__in=CLOSED).first()
+            if twin is not None:
+                break
+            raise IntegrityError("a skipped task has no open twin")
+        except (IntegrityError, OperationalError) as exc:
+            if attempt == 2 or (isinstance(exc, OperationalError) and not is_retryable_conflict(exc)):
+                raise
+    # After the transaction: an attempt that was rolled back and retried never counts twice.
+    metrics.count_tasks_created(source, 0 if twin else 1)
+    metrics.count_tasks_deduplicated(1 if twin else 0)
+    return (twin, False) if twin else (task, True)
+
+
+def _insert_one(task: Task, decision: RoutingDecision | None) -> bool:
+    """Write a new task with its audit entry, outbox event and routing decision, in one
+    transaction; False (nothing written) when an open task has its fingerprint."""
+    try:
+        # Nothing runs in the transaction after the statement: it can be the whole transaction.
+        with transaction.atomic(), one_statement(ends_transaction=True):
+            # The partial unique index on open fingerprints skips the row of a duplicate (after
+            # waiting, under concurrency, for the transaction that holds its twin to end).
+            if not insert_rows([task], skip_conflicts=True, lead=True):
+                return False  # not PostgreSQL: the insert ran now and was skipped
+            outbox_enqueue_many(events=_events_for([(task, None)]))
+            if decision is not None:
+                insert_rows([decision])
+    except LeadSkipped:
+        return False
+    task._routing = decision  # the API shows it without reading it back
+    return True
 
 
 # --- update and archive ------------------------------------------------------------------------
