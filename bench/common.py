@@ -154,6 +154,11 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float]
     statuses: dict[int, int]
+    # Open loop (``load(rate=...)``) only: the offered rate, and how long after its due time
+    # each request was sent (waiting for a free connection, or the generator itself late),
+    # already inside its latency.
+    offered_rate: float | None = None
+    send_lag_ms: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -250,6 +255,7 @@ def load(
     requests: int,
     make_request: Callable[[int], tuple[str, str, bytes | None, dict[str, str]]],
     ok_statuses: frozenset[int] = frozenset({200, 201, 202, 204}),
+    rate: float | None = None,
 ) -> LoadResult:
     """Send ``requests`` requests from ``concurrency`` threads; ``make_request(i)`` gives
     (method, path, body, headers) for the i-th request.
@@ -259,18 +265,35 @@ def load(
     client would see it). Latency is measured per request, from the first byte sent to
     the last byte of the answer; a status outside ``ok_statuses`` or a broken connection
     (status 0) counts as an error.
+
+    Without ``rate`` the load is a closed loop: each thread sends its next request when the
+    previous answer is in, so the server sets the pace (saturation throughput; by Little's law
+    the mean latency is then ``concurrency / rate``, whatever the server does per request).
+
+    With ``rate`` (requests per second, all threads together) the load is open: request ``i``
+    is due at ``start + i / rate`` whatever happened before, the next free thread sends it
+    (sleeping until it is due), and its latency runs from when it was **due**, not from when it
+    was sent. A stall therefore counts against every request that waited behind it instead of
+    delaying (and so hiding) them (no coordinated omission). ``concurrency`` threads bound the
+    requests in flight; when all are busy, due requests wait and the wait is in their latency.
+    The result's rate is what was achieved (answers over the time to the last one), and
+    ``send_lag_ms`` how long after its due time each request went out (no connection free, or
+    the generator itself late: it shares the machine).
     """
     parts = urlsplit(base_url)
     counter = iter(range(requests))
     lock = threading.Lock()
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    lags: list[float] = []
     errors = 0
+    start = 0.0  # set before the threads start
 
     def worker():
         nonlocal errors
         conn = _Connection(parts.hostname, parts.port)
         mine: list[float] = []
+        my_lags: list[float] = []
         my_statuses: dict[int, int] = {}
         my_errors = 0
         while True:
@@ -280,7 +303,14 @@ def load(
                 break
             method, path, body, headers = make_request(i)
             request = conn.encode(method, path, body, headers)
-            started = time.perf_counter()
+            if rate:
+                due = start + i / rate
+                if (delay := due - time.perf_counter()) > 0:
+                    time.sleep(delay)
+                my_lags.append((time.perf_counter() - due) * 1000)
+                started = due
+            else:
+                started = time.perf_counter()
             try:
                 status, _ = conn.exchange(method, request)
             except (OSError, ValueError):
@@ -293,17 +323,18 @@ def load(
         conn.close()
         with lock:
             latencies.extend(mine)
+            lags.extend(my_lags)
             for status, count in my_statuses.items():
                 statuses[status] = statuses.get(status, 0) + count
             errors += my_errors
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
+    start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return LoadResult(requests, errors, time.perf_counter() - started, latencies, statuses)
+    return LoadResult(requests, errors, time.perf_counter() - start, latencies, statuses, rate, lags)
 
 
 def json_request(method: str, path: str, payload, token: str, **headers: str):
