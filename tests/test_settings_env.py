@@ -36,6 +36,7 @@ def run_manage(*args, **env):
         ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
         ({"DATABASE_URL": "postgres://h:notaport/db"}, "DATABASE_URL"),
         ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"DATABASE_URL": "postgres://h:5432/db", "DATABASE_PREPARE_THRESHOLD": "-1"}, "DATABASE_PREPARE_THRESHOLD"),
         ({"DJANGO_ENV": "staging"}, "DJANGO_ENV"),
         ({"ARCHANGEL_ENCRYPTION_KEYS": "short"}, "ARCHANGEL_ENCRYPTION_KEYS"),
         ({"EMAIL_PORT": "smtp"}, "EMAIL_PORT"),

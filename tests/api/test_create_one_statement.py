@@ -137,3 +137,15 @@ def test_single_and_bulk_creates_write_the_same_rows(api):
     single, bulk = comparable("single"), comparable("bulk")
     assert single == bulk
     assert single[0]["assignee_id"] == person.pk and single[0]["provider_id"] == provider.pk
+
+
+def test_the_create_statement_is_prepared_on_its_connection(api, settings):
+    # DATABASE_PREPARE_THRESHOLD (5): from its sixth run on a connection PostgreSQL no longer
+    # parses and plans it again (about as long as running it).
+    assert connection.connection.prepare_threshold == 5
+    for i in range(7):
+        assert api.post("/api/tasks", {"title": f"prepared {i}"}).status_code == 201
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert [s for s in prepared if s.startswith('WITH lead AS (INSERT INTO "tasks_app_task"')], prepared
