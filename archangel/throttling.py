@@ -51,6 +51,25 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), seconds
 
 
+def window_key(ident: str, now: float, window: int) -> str:
+    """The counter of ``ident``'s requests in the window of ``window`` seconds holding ``now``."""
+    return "throttle:" + hashlib.sha256(f"{ident}:{int(now // window)}".encode()).hexdigest()[:32]
+
+
+def user_window_key(user_id, now: float) -> tuple[str, int] | None:
+    """(counter key, its lifetime) of a user's current window, or None when nothing is throttled:
+    what token authentication needs to count the request in its own round trip (archangel.auth)."""
+    rate = settings.ARCHANGEL.get("THROTTLE_RATE")
+    if not rate:
+        return None
+    window = parse_rate(rate)[1]
+    return window_key(f"user:{user_id}", now, window), window + 1
+
+
+# Set on the request by token authentication when it counted the request already.
+COUNTED = "_archangel_throttle_counted"
+
+
 class TokenRateThrottle(BaseThrottle):
     """Limits each authenticated user (each token's owner) to ``ARCHANGEL["THROTTLE_RATE"]``;
     anonymous requests (health, signed webhooks) are limited per client address."""
@@ -62,10 +81,12 @@ class TokenRateThrottle(BaseThrottle):
         self.limit, self.window = parse_rate(rate)
         ident = f"user:{request.user.pk}" if request.user and request.user.is_authenticated else self.get_ident(request)
         now = time.time()
-        window_start = int(now // self.window)
-        self.reset_at = (window_start + 1) * self.window
-        key = "throttle:" + hashlib.sha256(f"{ident}:{window_start}".encode()).hexdigest()[:32]
+        self.reset_at = (int(now // self.window) + 1) * self.window
+        key = window_key(ident, now, self.window)
         self.now = now
+        counted = getattr(request, COUNTED, None)
+        if counted is not None and counted[0] == key:
+            return counted[1] <= self.limit  # counted by authentication, in its round trip
         try:
             count = count_in_window(key, self.window + 1)
         except Exception:  # noqa: BLE001 - fail open: a cache outage must not refuse every request
