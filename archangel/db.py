@@ -237,8 +237,11 @@ def insert_rows(objs: Sequence[models.Model], *, skip_conflicts: bool = False, l
             # A few rows (a single create): plain VALUES is cheaper than unnest.
             for start in range(0, len(objs), per_statement):
                 chunk = objs[start : start + per_statement]
-                cols = [column(*spec, chunk) for spec in zip(fields, *access, strict=True)]
-                params = [value for row in zip(*cols, strict=True) for value in row]
+                if len(chunk) == 1:
+                    params = _row_params(chunk[0], fields, *access, postgres, connection)
+                else:
+                    cols = [column(*spec, chunk) for spec in zip(fields, *access, strict=True)]
+                    params = [value for row in zip(*cols, strict=True) for value in row]
                 values = ", ".join([placeholder] * len(chunk))
                 sql = f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}"  # noqa: S608
                 if not skip_conflicts and len(objs) <= DEFER_MAX_ROWS and defer(sql, params):
@@ -326,6 +329,22 @@ def copy_objs(objs: Sequence[models.Model]) -> None:
         obj._state.db = connection.alias
     if rows_inserted.has_listeners(model):
         rows_inserted.send(sender=model, objs=list(objs))
+
+
+def _row_params(obj, fields, plains, natives, postgres: bool, connection) -> list:
+    """One row's values, prepared as ``insert_rows``' columns prepare them: a single create's
+    task, event and decision each went through a column builder per field (twenty lists and
+    attrgetters for one value each)."""
+    params = []
+    for field, plain, native in zip(fields, plains, natives, strict=True):
+        value = getattr(obj, field.attname) if plain else field.pre_save(obj, add=True)
+        if postgres and (
+            value is None or type(value) in native or (type(value) is dt.datetime and value.tzinfo is not None)
+        ):
+            params.append(value)
+        else:
+            params.append(field.get_db_prep_save(value, connection))
+    return params
 
 
 _parts: dict[tuple, tuple] = {}

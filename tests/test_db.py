@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from archangel.audit.context import Entry, record
 from archangel.audit.models import AuditEntry
-from archangel.db import insert_rows, one_statement
+from archangel.db import LeadSkipped, insert_rows, one_statement
 from outbox_app.models import OutboxEvent
 from outbox_app.services import EventSpec, outbox_enqueue_many
 from tasks_app.models import Client
@@ -62,6 +62,45 @@ def test_many_rows_and_conflict_skipping_inserts_run_at_once():
         assert Client.objects.filter(name__startswith="Many").count() == 25
         assert insert_rows([_client("D")], skip_conflicts=True)  # its result is needed now
         assert Client.objects.filter(name="D").exists()
+
+
+def test_rows_after_a_lead_are_written_only_with_it():
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx, one_statement():
+        lead = _client("Lead")
+        assert insert_rows([lead], skip_conflicts=True, lead=True) == {lead.pk}  # as if written
+        record([Entry("note", "tasks_app.client", "led")])
+        outbox_enqueue_many(events=[_event()])
+    [statement] = [q["sql"] for q in ctx.captured_queries if "INSERT" in q["sql"]]
+    assert statement.startswith("WITH lead AS (INSERT") and "$1" in statement
+    assert Client.objects.filter(name="Lead").exists() and OutboxEvent.objects.count() == 1
+    # The same row again is skipped: nothing of its block is written, and the block says so.
+    with pytest.raises(LeadSkipped), transaction.atomic(), one_statement():
+        insert_rows([lead], skip_conflicts=True, lead=True)
+        record([Entry("note", "tasks_app.client", "skipped")])
+        outbox_enqueue_many(events=[_event(2)])
+    assert not AuditEntry.objects.filter(object_id="skipped").exists()
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_one_row_is_prepared_as_a_row_of_many_is():
+    import datetime as dt
+    import decimal
+
+    from tasks_app.models import Task
+
+    def task(title):
+        now = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC)
+        return Task(
+            id=uuid.uuid4(), title=title, effort_hours=decimal.Decimal("1.50"), deadline=now,
+            score_breakdown={"urgency": 0.5}, fingerprint=uuid.uuid4().hex, created_at=now, updated_at=now,
+        )  # fmt: skip
+
+    with transaction.atomic():
+        insert_rows([task("one")])
+        insert_rows([task("many 1"), task("many 2")])
+    columns = ["effort_hours", "deadline", "score_breakdown", "status", "priority", "version", "effort_estimated"]
+    rows = {t["title"]: [t[c] for c in columns] for t in Task.objects.values("title", *columns)}
+    assert rows["one"] == rows["many 1"] == rows["many 2"]
 
 
 @pytest.mark.django_db(transaction=True)
