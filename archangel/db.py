@@ -141,10 +141,10 @@ def _alone(connection, ends_transaction: bool) -> Iterator[None]:
 
 def _lead_statement(lead: tuple[str, list], rows: list[tuple[str, list]]) -> tuple[str, list]:
     """``WITH lead AS (INSERT ... RETURNING pk), w0 AS (INSERT INTO t (...) SELECT %s, ...
-    FROM lead), ... SELECT * FROM lead`` (with ``$n`` placeholders): each deferred row becomes an ``INSERT ... SELECT``
-    that yields a row only when the lead wrote one. (``INSERT ... SELECT`` types its untyped
-    parameters by the target columns, as ``VALUES`` does; a ``VALUES`` list in a subquery
-    would type them as text.)"""
+    FROM lead), ... SELECT * FROM lead``, with ``$n`` placeholders: each deferred row becomes an
+    ``INSERT ... SELECT`` that yields a row only when the lead wrote one. (``INSERT ... SELECT``
+    types its untyped parameters by the target columns, as ``VALUES`` does; a ``VALUES`` list in
+    a subquery would type them as text.)"""
     ctes, params = [f"lead AS ({lead[0]})"], list(lead[1])
     for sql, row_params in rows:
         head, _, values = sql.partition(" VALUES ")

@@ -612,7 +612,7 @@ def routing_preview(*, data: Any) -> dict[str, Any]:
 def task_create(*, data: Any, source: str = Task.Source.API) -> tuple[Task, bool]:
     """Create one task (or find its open duplicate). Returns ``(task, created)``.
 
-    The rules and rows of one item of :func:`task_bulk_create` (tests/api/test_create_cost.py
+    The rules and rows of one item of :func:`task_bulk_create` (tests/api/test_create_one_statement.py
     holds the two equal), written the cheapest way a single row allows: the task, its audit
     entry, its outbox event and its routing decision as one statement, in which the task row
     leads and the others are written only if it is (``archangel.db.one_statement``). When the
