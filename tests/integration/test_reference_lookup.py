@@ -9,6 +9,7 @@ lookup now reads every task updated since the event's first claim (ClickUp's doc
 read, it stops the event for an operator instead of guessing (docs/reliability.md P4)."""
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.utils import timezone
@@ -36,11 +37,15 @@ OTHERS = 1_250  # more than the old lookup's 10 pages of 100
 @pytest.fixture
 def clickup(sandbox):
     sandbox.sandbox.set_limits({"enabled": False})  # 1,250 creates in a second: not what this is about
+    # A token of this test's own: the lookup's pages are charged to its budget in the shared
+    # Redis, which must not leave other tests (on the demo token) short of theirs.
+    token = f"pk_lookup_{uuid.uuid4().hex[:12]}"
+    sandbox.sandbox.credentials.add({"clickup_tokens": [token]})
     return provider_create(
         name="lookup-clickup",
         type="clickup",
         config={
-            "api_token": "pk_demo_clickup",
+            "api_token": token,
             "list_id": "901",
             "team_id": "9001",
             "base_url": sandbox.base_url("clickup"),

@@ -5,6 +5,8 @@ token is refused and a provider that always fails. Real workers deliver through 
 gateway. Every event ends delivered or dead with its reason (never pending, failed or in flight),
 no lease is left expired without being reclaimed, and no create reaches a provider twice."""
 
+import uuid
+
 import pytest
 from django.utils import timezone
 
@@ -42,9 +44,12 @@ def test_every_event_ends_delivered_or_dead_with_its_reason_whatever_the_provide
         config={"api_token": "pk_revoked", "list_id": "901", "team_id": "9001",
                 "base_url": sandbox.base_url("clickup")},
     )  # fmt: skip
+    # Its own token: a budget in the shared Redis no other test has spent (the demo token's is).
+    never_token = f"pk_never_{uuid.uuid4().hex[:12]}"
+    broken_sandbox.sandbox.credentials.add({"clickup_tokens": [never_token]})
     never = provider_create(
         name="rel always failing", type="clickup",
-        config={"api_token": "pk_demo_clickup", "list_id": "901", "team_id": "9001",
+        config={"api_token": never_token, "list_id": "901", "team_id": "9001",
                 "base_url": broken_sandbox.base_url("clickup")},
     )  # fmt: skip
     faulty = [clickup, trello, todoist]
