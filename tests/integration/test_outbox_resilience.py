@@ -21,14 +21,10 @@ from providers_app.models import Provider
 from providers_app.sandbox import SandboxServer
 from providers_app.services import provider_create
 from tasks_app.services import task_bulk_create
+from tests.markers import real_services
 from tests.workers import Workers
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = real_services()
 
 Status = OutboxEvent.Status
 

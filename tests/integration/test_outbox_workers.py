@@ -18,14 +18,10 @@ from django.conf import settings
 from outbox_app.models import OutboxEvent
 from tasks_app.services import task_archive, task_bulk_create, task_update
 from tests.factories import make_provider
+from tests.markers import real_services
 from tests.workers import Workers, wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = real_services()
 
 Status = OutboxEvent.Status
 

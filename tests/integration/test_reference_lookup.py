@@ -22,13 +22,9 @@ from providers_app.adapters import get_adapter
 from providers_app.services import provider_create
 from tasks_app.models import Task
 from tasks_app.services import task_create
+from tests.markers import real_services
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = real_services()
 
 Status = OutboxEvent.Status
 OTHERS = 1_250  # more than the old lookup's 10 pages of 100

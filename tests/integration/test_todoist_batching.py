@@ -12,13 +12,9 @@ from outbox_app.models import OutboxEvent
 from providers_app.services import provider_create
 from tasks_app.models import Task
 from tasks_app.services import task_bulk_create, task_update
+from tests.markers import real_services
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = real_services()
 
 Status = OutboxEvent.Status
 

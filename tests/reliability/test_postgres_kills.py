@@ -6,19 +6,14 @@ its result, while recording. Everything is delivered, each exactly once."""
 
 import time
 
-import pytest
 from django.db import connection
 
 from outbox_app.models import OutboxEvent
 from tasks_app.services import task_bulk_create
+from tests.markers import real_services
 from tests.reliability.conftest import all_delivered, assert_each_create_made_once, drive
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = real_services()
 
 Status = OutboxEvent.Status
 ROUNDS = 8

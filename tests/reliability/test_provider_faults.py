@@ -14,14 +14,10 @@ from outbox_app.models import DeliveryAttempt, OutboxEvent
 from providers_app.sandbox import SandboxServer
 from providers_app.services import provider_create
 from tasks_app.services import task_bulk_create, task_update
+from tests.markers import real_services
 from tests.reliability.conftest import all_settled, assert_each_create_made_once, drive
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = real_services()
 
 Status = OutboxEvent.Status
 MAX_ATTEMPTS = 6

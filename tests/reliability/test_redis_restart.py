@@ -14,15 +14,11 @@ from providers_app import breakers
 from providers_app.models import Provider
 from providers_app.services import provider_update
 from tasks_app.services import task_bulk_create
+from tests.markers import real_services
 from tests.reliability.conftest import all_delivered, assert_each_create_made_once, drive
 from tests.workers import children
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = real_services()
 
 Status = OutboxEvent.Status
 

@@ -7,19 +7,13 @@ its create, and the killed workers' events come back after their lease."""
 
 import time
 
-import pytest
-
 from outbox_app.models import OutboxEvent
 from tasks_app.models import Task
 from tasks_app.services import task_bulk_create, task_update
+from tests.markers import real_services
 from tests.reliability.conftest import all_delivered, assert_each_create_made_once, drive
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = real_services()
 
 Status = OutboxEvent.Status
 KILLS = 6
