@@ -124,6 +124,17 @@ def outbox_enqueue(**kwargs) -> OutboxEvent:
 # --- operator actions ------------------------------------------------------------------------
 
 REQUEUEABLE = (OutboxEvent.Status.DEAD, OutboxEvent.Status.FAILED)
+EXTERNAL_ID_MAX = 255  # Task.external_id
+
+
+def _required_text(value, field: str, *, missing: str, limit: int) -> str:
+    """``value`` trimmed, or the 400 naming ``field`` when it is not text, blank or too long."""
+    value = value.strip() if isinstance(value, str) else ""
+    if not value:
+        raise InvalidInput({field: [missing]})
+    if len(value) > limit:
+        raise InvalidInput({field: [f"At most {limit} characters."]})
+    return value
 
 
 def outbox_requeue(*, event_id, assume_not_created: bool = False) -> OutboxEvent:
@@ -169,11 +180,9 @@ def outbox_adopt(*, event_id, external_id) -> OutboxEvent:
     instance one an earlier attempt made, carrying the event's reference marker): the event
     becomes delivered without a request, the task takes that external id, and the task's later
     events go ahead. A task of the same provider already holding that id is a 409."""
-    external_id = external_id.strip() if isinstance(external_id, str) else ""
-    if not external_id:
-        raise InvalidInput({"external_id": ["The task's id at the provider is required."]})
-    if len(external_id) > EXTERNAL_ID_MAX:
-        raise InvalidInput({"external_id": [f"At most {EXTERNAL_ID_MAX} characters."]})
+    external_id = _required_text(
+        external_id, "external_id", missing="The task's id at the provider is required.", limit=EXTERNAL_ID_MAX
+    )
     with transaction.atomic():
         event = _locked(event_id)
         _require_settleable(event, "adopted")
@@ -237,7 +246,6 @@ def _require_settleable(event: OutboxEvent, verb: str) -> None:
 
 
 DISCARD_REASON_MAX = 500
-EXTERNAL_ID_MAX = 255  # Task.external_id
 
 
 def outbox_discard(*, event_id, reason: str) -> OutboxEvent:
@@ -245,11 +253,8 @@ def outbox_discard(*, event_id, reason: str) -> OutboxEvent:
     aggregate stop waiting for it. For a change that no longer matters (the task was
     archived since, its provider account closed). The reason is kept on the event and in
     the audit log."""
-    reason = (reason or "").strip() if isinstance(reason, str) else ""
-    if not reason:
-        raise InvalidInput({"reason": ["Say why the event is discarded (it is kept in the audit log)."]})
-    if len(reason) > DISCARD_REASON_MAX:
-        raise InvalidInput({"reason": [f"At most {DISCARD_REASON_MAX} characters."]})
+    why = "Say why the event is discarded (it is kept in the audit log)."
+    reason = _required_text(reason, "reason", missing=why, limit=DISCARD_REASON_MAX)
     with transaction.atomic():
         event = _locked(event_id)
         if event.status != OutboxEvent.Status.DEAD:

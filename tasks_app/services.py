@@ -284,6 +284,21 @@ def _create_valid(valid, results, clients, *, source, now, copying) -> list[tupl
     return created
 
 
+def _first_of_each_fingerprint(
+    candidates: list[tuple[int, Task]],
+) -> tuple[dict[str, tuple[int, Task]], list[tuple[int, str]]]:
+    """The first candidate of each fingerprint (by fingerprint) and the later ones as
+    ``(index, fingerprint)``: an import that names a task twice creates it once."""
+    first: dict[str, tuple[int, Task]] = {}
+    repeats: list[tuple[int, str]] = []
+    for index, task in candidates:
+        if task.fingerprint in first:
+            repeats.append((index, task.fingerprint))
+        else:
+            first[task.fingerprint] = (index, task)
+    return first, repeats
+
+
 def _insert_new(
     candidates: list[tuple[int, Task]], results: dict[int, ItemResult], decisions: dict[uuid.UUID, RoutingDecision]
 ) -> list[tuple[int, Task]]:
@@ -293,13 +308,7 @@ def _insert_new(
     rows it refuses are skipped by ``ON CONFLICT DO NOTHING`` (waiting, under
     concurrency, for the other transaction to commit) and answered with their twin.
     """
-    first: dict[str, tuple[int, Task]] = {}
-    repeats: list[tuple[int, str]] = []
-    for index, task in candidates:
-        if task.fingerprint in first:
-            repeats.append((index, task.fingerprint))
-        else:
-            first[task.fingerprint] = (index, task)
+    first, repeats = _first_of_each_fingerprint(candidates)
     # Inserted in fingerprint order: two requests that share tasks then wait for each
     # other's rows in the same order and cannot deadlock.
     ordered = sorted((task for _, task in first.values()), key=lambda task: task.fingerprint)
@@ -483,13 +492,7 @@ def _insert_copied(
     fail on the open-fingerprint index (after waiting for that request, as the INSERT's ``ON
     CONFLICT`` waits), and the caller runs the attempt again, through ``_insert_new``. The tasks
     carry no ``_routing`` (the bulk answer shows ids only; a serializer reads the decision back)."""
-    first: dict[str, tuple[int, Task]] = {}
-    repeats: list[tuple[int, str]] = []
-    for index, task in candidates:
-        if task.fingerprint in first:
-            repeats.append((index, task.fingerprint))
-        else:
-            first[task.fingerprint] = (index, task)
+    first, repeats = _first_of_each_fingerprint(candidates)
     twins = _open_twins(list(first))
     # Written in fingerprint order: two imports that share tasks wait for each other's rows in
     # the same order and cannot deadlock (as _insert_new).

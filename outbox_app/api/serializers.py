@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from outbox_app import services
 from outbox_app.models import DeliveryAttempt, OutboxEvent
 
 
@@ -79,7 +80,8 @@ class RequeueRequestSerializer(serializers.Serializer):
 
 class AdoptRequestSerializer(serializers.Serializer):
     external_id = serializers.CharField(
-        max_length=255, help_text="The id at the provider of the task this create made (carrying its marker)."
+        max_length=services.EXTERNAL_ID_MAX,
+        help_text="The id at the provider of the task this create made (carrying its marker).",
     )
 
 

@@ -1,4 +1,3 @@
-import threading
 import uuid
 
 import pytest
@@ -9,6 +8,7 @@ from rest_framework.test import APIClient
 from outbox_app.models import OutboxEvent
 from tasks_app.models import IdempotencyRecord, Task
 from tests.api.test_tasks_api import assert_envelope
+from tests.concurrency import in_parallel
 
 pytestmark = pytest.mark.django_db
 
@@ -121,25 +121,6 @@ def test_a_bad_idempotency_key_is_a_400(api):
     )
 
 
-def _parallel(n, fn):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_creates_of_the_same_task_make_one(user):
@@ -150,7 +131,7 @@ def test_concurrent_creates_of_the_same_task_make_one(user):
         client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         return client.post("/api/tasks", {"title": "Race me", "description": f"attempt {i}"}).status_code
 
-    codes = _parallel(8, create)
+    codes = in_parallel(8, create)
     assert sorted(codes) == [200] * 7 + [201]
     assert Task.objects.count() == 1 and OutboxEvent.objects.count() == 1
 
@@ -167,7 +148,7 @@ def test_concurrent_retries_with_one_idempotency_key_create_once(user):
         response = client.post("/api/tasks/bulk", {"tasks": [{"title": title}]}, HTTP_IDEMPOTENCY_KEY="race")
         return response.status_code, response.json()
 
-    results = _parallel(6, create)
+    results = in_parallel(6, create)
     assert {code for code, _ in results} == {201}
     assert len({body["results"][0]["id"] for _, body in results}) == 1
     assert Task.objects.count() == 1 and IdempotencyRecord.objects.count() == 1

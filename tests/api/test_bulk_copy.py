@@ -5,7 +5,6 @@ and leave nothing behind when it fails."""
 
 import datetime as dt
 import gc
-import threading
 import uuid
 
 import pytest
@@ -18,6 +17,7 @@ from archangel.audit.models import AuditEntry
 from outbox_app.models import OutboxEvent
 from tasks_app import selectors, services
 from tasks_app.models import RoutingDecision, Task
+from tests.concurrency import in_parallel
 from tests.factories import ClientFactory, IdentityFactory, make_provider
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -228,25 +228,6 @@ def test_without_postgresql_the_import_takes_the_insert_path(monkeypatch):
     assert Task.objects.count() == OutboxEvent.objects.count() == 30
 
 
-def _parallel(n, fn):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = fn(i)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_imports_sharing_tasks_create_each_once(user):
     key = Token.objects.create(user=user).key
@@ -260,7 +241,7 @@ def test_concurrent_imports_sharing_tasks_create_each_once(user):
         response = client.post("/api/tasks/bulk", {"tasks": items})
         return response.status_code, response.json()
 
-    answers = _parallel(4, run)
+    answers = in_parallel(4, run)
     assert [code for code, _ in answers] == [201] * 4
     assert sum(body["created"] for _, body in answers) == 4 * 40 + 40
     assert sum(body["duplicates"] for _, body in answers) == 3 * 40
