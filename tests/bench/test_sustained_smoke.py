@@ -12,39 +12,17 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 from django.conf import settings
+
+from tests.bench.conftest import admin_url, bench_redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS_PER_MIN = 3000
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
-
-
-def _admin_url() -> str:
-    db = settings.DATABASES["default"]
-    user = db.get("USER") or "postgres"
-    auth = f"{user}:{db['PASSWORD']}" if db.get("PASSWORD") else user
-    return f"postgresql://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/postgres"
-
-
-def _bench_redis_url() -> str:
-    # A database index of its own: the smoke run's queues and rate-limit logs stay apart from the tests'.
-    parts = urlsplit(settings.REDIS_URL)
-    return parts._replace(path="/13").geturl()
-
-
-@pytest.fixture
-def bench_database():
-    name = f"archangel_bench_ci{uuid.uuid4().hex[:8]}"
-    yield name
-    with psycopg.connect(_admin_url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_sustained_smoke_run_is_clean(bench_database, tmp_path):
@@ -53,8 +31,8 @@ def test_sustained_smoke_run_is_clean(bench_database, tmp_path):
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},
         "BENCH_DATABASE": bench_database,
-        "BENCH_ADMIN_DATABASE_URL": _admin_url(),
-        "BENCH_REDIS_URL": _bench_redis_url(),
+        "BENCH_ADMIN_DATABASE_URL": admin_url(),
+        "BENCH_REDIS_URL": bench_redis_url(),
         "BENCH_RESULTS_DIR": str(tmp_path),
         "BENCH_SUSTAINED_SECONDS": "20",
         "BENCH_SUSTAINED_TASKS_PER_MIN": str(TASKS_PER_MIN),
