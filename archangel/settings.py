@@ -74,8 +74,8 @@ MIDDLEWARE = [
     "archangel.middleware.ApiErrorEnvelopeMiddleware",
     "archangel.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Provider webhooks stop here: nothing below is of use to a signed machine delivery.
-    "archangel.middleware.WebhookFastPathMiddleware",
+    # Provider webhooks and token-authenticated API requests stop here: nothing below is of use to them.
+    "archangel.middleware.FastPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -107,6 +107,7 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------
+POSTGRES_ENGINE = "archangel.postgresql"
 DATABASE_URL = env_url("DATABASE_URL", {"postgres", "postgresql", "pgsql", "sqlite"})
 if DATABASE_URL:
     try:
@@ -133,6 +134,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 if _db["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with the per-request health check skipped on a connection that served a
+    # request within DATABASE_HEALTH_CHECK_WINDOW seconds (archangel/postgresql/base.py).
+    _db["ENGINE"] = POSTGRES_ENGINE
     # Server-side prepared statements for the statements sent with server-side binding (the hot
     # paths' RawCursor/psycopg cursors in archangel/db.py; Django's own ClientCursor never
     # prepares): PostgreSQL planned a single create's one statement again on every call, about
@@ -141,6 +145,7 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     _prepare = env_int("DATABASE_PREPARE_THRESHOLD", 5, minimum=0)
     _db.setdefault("OPTIONS", {})["prepare_threshold"] = _prepare or None
 DATABASES = {"default": _db}
+DATABASE_HEALTH_CHECK_WINDOW = env_float("DATABASE_HEALTH_CHECK_WINDOW", 1.0, minimum=0)
 if not DATABASE_URL or not env_str("REDIS_URL"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded database, broker and cache live here
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

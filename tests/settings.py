@@ -38,7 +38,7 @@ if not _reachable(os.environ["REDIS_URL"].replace("redis://", "http://")):
 
 from archangel.settings import *  # noqa: E402,F403
 
-POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"  # noqa: F405
+POSTGRES = DATABASES["default"]["ENGINE"] == POSTGRES_ENGINE  # noqa: F405
 REDIS = bool(REDIS_URL)  # noqa: F405
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 BROWSER = os.access(CHROMIUM_PATH, os.X_OK)

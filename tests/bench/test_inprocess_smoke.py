@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
 
 def test_the_in_process_measurement_reports_creates_the_floor_and_imports(bench_database):
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
+    if settings.DATABASES["default"]["ENGINE"] != settings.POSTGRES_ENGINE or not settings.REDIS_URL:
         pytest.fail("the in-process measurement needs PostgreSQL and Redis")
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},

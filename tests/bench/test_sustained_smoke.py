@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
 
 def test_sustained_smoke_run_is_clean(bench_database, tmp_path):
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL:
+    if settings.DATABASES["default"]["ENGINE"] != settings.POSTGRES_ENGINE or not settings.REDIS_URL:
         pytest.fail("the sustained smoke run needs PostgreSQL and Redis")
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},
