@@ -233,7 +233,7 @@ def test_promtool_accepts_the_config_the_alert_rules_and_every_dashboard_query(t
 def _gunicorn_conf(monkeypatch, **env):
     import importlib
 
-    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_KEEPALIVE"):
+    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_KEEPALIVE", "GUNICORN_GC_REFREEZE_AFTER"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -268,3 +268,35 @@ def test_a_bad_gunicorn_setting_stops_start_up_naming_it(monkeypatch):
         _gunicorn_conf(monkeypatch, GUNICORN_THREADS="0")
     monkeypatch.delenv("GUNICORN_THREADS")
     _gunicorn_conf(monkeypatch)  # leave the module as the environment says
+
+
+def test_a_gunicorn_worker_freezes_its_loaded_application_and_once_more_after_its_first_requests(monkeypatch):
+    import gc
+    from types import SimpleNamespace
+
+    conf = _gunicorn_conf(monkeypatch, GUNICORN_GC_REFREEZE_AFTER="3")
+    worker = SimpleNamespace(nr=0)
+    try:
+        gc.unfreeze()
+        conf.post_worker_init(worker)
+        at_start = gc.get_freeze_count()
+        assert at_start > 10_000  # the whole loaded test process
+        loaded_later = [[n] for n in range(1000)]  # what the first requests import and cache
+        for worker.nr in (1, 2):
+            conf.post_request(worker, None, {}, None)
+        assert gc.get_freeze_count() == at_start
+        worker.nr = 3
+        conf.post_request(worker, None, {}, None)
+        assert gc.get_freeze_count() >= at_start + len(loaded_later)
+        refrozen = gc.get_freeze_count()
+        more = [[n] for n in range(1000)]  # more objects, but no third freeze
+        worker.nr = 4
+        conf.post_request(worker, None, {}, None)
+        assert gc.get_freeze_count() == refrozen and more
+        conf = _gunicorn_conf(monkeypatch, GUNICORN_GC_REFREEZE_AFTER="0")
+        gc.unfreeze()
+        worker.nr = 10**6
+        conf.post_request(worker, None, {}, None)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
