@@ -76,46 +76,89 @@ class ApiErrorEnvelopeMiddleware:
 WEBHOOK_URL_NAMES = frozenset({"webhook", "webhook-provider"})
 
 
-class WebhookFastPathMiddleware:
-    """Provider webhooks skip the middleware they have no use for.
+class FastPathMiddleware:
+    """Machine requests skip the middleware they have no use for.
 
-    A delivery carries no session, no cookie, no user and no CSRF token (the signature is its
-    authentication), is never a static file and is not audited (it writes only its own
-    ``WebhookDelivery`` row), yet the rest of the stack cost as much Python per request as the
-    intake view itself (docs/benchmarks.md, "Webhook intake"). Placed after the request id, the
-    error envelope, the body cap (413 before parsing) and ``SecurityMiddleware`` (HTTPS redirect,
-    security headers), and inside django-prometheus's and OpenTelemetry's outer middleware
-    (request totals, traces), this calls the webhook view directly and leaves WhiteNoise,
-    sessions, CommonMiddleware, CSRF, authentication, the audit context, messages and
+    Two kinds of request carry no session, no cookie and no CSRF token, and are never a static
+    file, yet the rest of the stack cost as much Python per request as a small view itself:
+
+    - a **provider webhook** (the signature is its authentication; it is not audited: it writes
+      only its own ``WebhookDelivery`` row), docs/benchmarks.md, "Webhook intake";
+    - an **API request authenticated by a token**: ``Authorization: Token ...``, no ``Cookie``
+      header, to a DRF view. What it needs of the skipped middleware is done here: the audit
+      context (``AuditRequestMiddleware``: its writes name its user), an anonymous
+      ``request.user`` until DRF authenticates the token (``AuthenticationMiddleware``), the
+      rendering of DRF's response, ``X-Frame-Options`` and a ``Content-Length`` (clickjacking,
+      ``CommonMiddleware``). DRF views are CSRF-exempt and check CSRF themselves for session
+      authentication, which a request without a cookie cannot use; a path that no route matches
+      (``APPEND_SLASH``'s case) goes through the whole stack. docs/benchmarks.md, "Ingest".
+
+    Placed after the request id, the error envelope, the body cap (413 before parsing) and
+    ``SecurityMiddleware`` (HTTPS redirect, security headers), and inside django-prometheus's and
+    OpenTelemetry's outer middleware (request totals, traces), this calls the view directly and
+    leaves WhiteNoise, sessions, CommonMiddleware, CSRF, authentication, messages and
     clickjacking out. Of django-prometheus's per-view metrics it records those the dashboard and
-    alerts read (responses by status, by status/view/method, latency by view). Any other path,
-    including one under ``/api/webhooks/`` that no webhook route matches, goes through the
-    whole stack.
+    alerts read (responses by status, by status/view/method, latency by view). Anything else
+    (a browser with its session, a path under ``/api/webhooks/`` that no webhook route matches)
+    goes through the whole stack.
     """
 
     def __init__(self, get_response):
         from django_prometheus.middleware import PrometheusAfterMiddleware
 
+        from archangel.audit.context import AuditRequestMiddleware
+
         self.get_response = get_response
         self._prometheus = PrometheusAfterMiddleware(get_response)
         self._metrics = self._prometheus.metrics
+        self._audited_api_view = AuditRequestMiddleware(self._api_view)
+        self._drf_views: dict = {}  # view function -> whether it is a DRF view
 
     def __call__(self, request):
-        if request.path_info.startswith("/api/webhooks/"):
+        path = request.path_info
+        webhook = path.startswith("/api/webhooks/")
+        if webhook or (
+            request.META.get("HTTP_AUTHORIZATION", "")[:6].lower() == "token " and not request.META.get("HTTP_COOKIE")
+        ):
             try:
-                match = resolve(request.path_info, getattr(request, "urlconf", None))
+                match = resolve(path, getattr(request, "urlconf", None))
             except Resolver404:
                 match = None
-            if match is not None and match.url_name in WEBHOOK_URL_NAMES:
-                return self._webhook(request, match)
+            if match is not None:
+                if webhook and match.url_name in WEBHOOK_URL_NAMES:
+                    return self._direct(request, match, _call_view)
+                if not webhook and self._is_drf_view(match.func):
+                    return self._direct(request, match, self._audited_api_view)
         return self.get_response(request)
 
-    def _webhook(self, request, match):
+    def _is_drf_view(self, func) -> bool:
+        known = self._drf_views.get(func)
+        if known is None:
+            from rest_framework.views import APIView
+
+            cls = getattr(func, "cls", None)
+            known = self._drf_views[func] = isinstance(cls, type) and issubclass(cls, APIView)
+        return known
+
+    @staticmethod
+    def _api_view(request):
+        from django.contrib.auth.models import AnonymousUser
+
+        request.user = AnonymousUser()  # DRF puts the token's user here once it authenticates
+        response = _call_view(request)
+        if hasattr(response, "render") and callable(response.render):
+            response = response.render()
+        if "X-Frame-Options" not in response and not getattr(response, "xframe_options_exempt", False):
+            response["X-Frame-Options"] = settings.X_FRAME_OPTIONS
+        return response
+
+    def _direct(self, request, match, call):
+        """``call`` answers the request, recorded in the per-view metrics as the whole stack would."""
         request.resolver_match = match
         metrics, view, method = self._metrics, match.view_name, self._prometheus._method(request)
         started = time.perf_counter()
         try:
-            response = match.func(request, *match.args, **match.kwargs)
+            response = call(request)
         except Exception as exc:
             metrics.exceptions_by_type.labels(type=type(exc).__name__).inc()
             metrics.exceptions_by_view.labels(view=view).inc()
@@ -131,3 +174,8 @@ class WebhookFastPathMiddleware:
         if not response.streaming and not response.has_header("Content-Length"):
             response["Content-Length"] = str(len(response.content))
         return response
+
+
+def _call_view(request):
+    match = request.resolver_match
+    return match.func(request, *match.args, **match.kwargs)
