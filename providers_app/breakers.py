@@ -65,14 +65,14 @@ def _does_not_trip(exc: BaseException) -> bool:
 
 def mirror_state(provider_id, provider_name: str, state: str) -> None:
     """Write a breaker state into the provider row and the metric; an operator's ``disabled`` stays."""
+    from providers_app.health import set_health
     from providers_app.models import Provider
 
     set_breaker_state(provider_name, state)
     health = {OPEN: Provider.Health.DOWN, HALF_OPEN: Provider.Health.DEGRADED, CLOSED: Provider.Health.ACTIVE}[state]
     try:
-        Provider.objects.filter(pk=provider_id).exclude(health_status__in=[Provider.Health.DISABLED, health]).update(
-            health_status=health
-        )
+        changing = Provider.objects.filter(pk=provider_id).exclude(health_status__in=[Provider.Health.DISABLED, health])
+        set_health(changing, health)
     except Exception:
         logger.exception("could not mirror breaker state %s of provider %s", state, provider_id)
 

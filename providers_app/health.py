@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import uuid
 
+from django.db.models import QuerySet
+from django.dispatch import Signal
+
 from providers_app import breakers
 from providers_app.models import Provider
+
+# Sent after set_health changed providers' health with a queryset update (which sends no post_save):
+# routing's copy of the provider rows listens (tasks_app.selectors, "Provider rows").
+health_changed = Signal()
+
+
+def set_health(providers: QuerySet, health: str, **fields) -> int:
+    """``providers.update(health_status=health, ...)``, announced by ``health_changed``; how many changed."""
+    changed = providers.update(health_status=health, **fields)
+    if changed:
+        health_changed.send(sender=Provider)
+    return changed
+
 
 UNAVAILABLE = (Provider.Health.DOWN, Provider.Health.DISABLED)
 

@@ -14,7 +14,7 @@ from django.db.models import Count, Sum
 from django.db.models.signals import post_delete, post_save
 
 from archangel.db import rows_inserted
-from providers_app.health import unavailable_provider_ids
+from providers_app.health import health_changed, unavailable_provider_ids
 from providers_app.models import Provider
 from tasks_app import routing
 from tasks_app.models import AssigneeIdentity, RoutingDecision, Task
@@ -25,10 +25,11 @@ logger = logging.getLogger(__name__)
 
 def routing_inputs() -> routing.RoutingInputs:
     """Providers with health and load, active assignees with identities and open effort, and the
-    round-robin cursor: the inputs of a whole batch of routing decisions. Three queries (one when
-    no provider is configured), plus the two open-load aggregates when this process has no copy
-    or one older than twice ``ROUTING_LOAD_TTL_MS`` (see "Open load" below)."""
-    rows = _providers()
+    round-robin cursor: the inputs of a whole batch of routing decisions. Two queries (none when
+    no provider is configured), plus the provider rows when this process's copy is older than
+    ``ROUTING_LOAD_TTL_MS`` ("Provider rows" below) and the two open-load aggregates when its copy
+    is older than twice that ("Open load")."""
+    rows = provider_rows.read()
     if not rows:
         return routing.RoutingInputs(providers={}, assignees={})
     down = unavailable_provider_ids([(pid, health) for pid, _, _, _, health in rows])
@@ -74,9 +75,70 @@ def routing_inputs() -> routing.RoutingInputs:
     return routing.RoutingInputs(providers=providers, assignees=assignees, last_assignee_id=last)
 
 
+# --- Provider rows ---------------------------------------------------------------------------------
+
+
+class ProviderRows:
+    """This process's copy of the provider rows routing reads for every create: ``(id, name, type,
+    weight, health_status)`` of each provider.
+
+    Providers change seldom (an operator's edit, a breaker's health mirror), yet reading them was
+    a round trip of its own in every ``POST /api/tasks``, one of three. The copy is read again
+    once it is ``ROUTING_LOAD_TTL_MS`` old (1 s by default), so another process's change reaches
+    routing within that time, as other processes' load does ("Open load"). A change made in
+    this process drops the copy at once and again when it commits: a save or delete of a
+    provider (``post_save``/``post_delete``) or a health update (``providers_app.health``,
+    ``health_changed``). A read made inside a transaction that has written anything is never
+    kept, and neither is one under way while a change commits. With a TTL of 0 nothing is kept.
+
+    Whether a provider's circuit breaker is open is not part of the copy: it is read from Redis
+    for each decision (``unavailable_provider_ids``).
+
+    What it costs: for up to one TTL, another process may route to a provider as it was, not as an
+    operator has just changed it (a new weight, disabled). A provider deleted in the admin (only one
+    no task refers to can be) may be chosen in that second by another process, whose create then
+    fails on the foreign key and answers 500 without writing anything: the client's retry routes
+    afresh.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: list[tuple[uuid.UUID, str, str, int, str]] = []
+        self._taken: float | None = None  # time.monotonic() when the kept rows were read
+        self._generation = 0  # moved by forget(): a read started before it is not kept
+
+    def read(self) -> list[tuple[uuid.UUID, str, str, int, str]]:
+        ttl = settings.ARCHANGEL["ROUTING_LOAD_TTL_MS"] / 1000
+        with self._lock:
+            if self._taken is not None and time.monotonic() - self._taken < ttl:
+                return self._rows
+            generation = self._generation
+        started = time.monotonic()
+        rows = _providers()
+        if ttl > 0 and _sees_only_committed_rows():
+            with self._lock:
+                if generation == self._generation:
+                    self._rows, self._taken = rows, started
+        return rows
+
+    def forget(self, *args, **kwargs) -> None:
+        with self._lock:
+            self._taken = None
+            self._generation += 1
+
+
+provider_rows = ProviderRows()
+
+
+def _provider_changed(sender, **kwargs) -> None:
+    provider_rows.forget()  # this transaction's own reads see the change at once
+    transaction.on_commit(provider_rows.forget)  # and no read under way keeps what it replaced
+
+
 def _providers() -> list[tuple[uuid.UUID, str, str, int, str]]:
     """``(id, name, type, weight, health_status)`` of every provider. Plain SQL: this runs for
-    every create, and compiling the ORM query cost more than running it."""
+    every create whose process has no fresh copy, and compiling the ORM query cost more than
+    running it."""
     table = Provider._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, name, type, weight, health_status FROM {table}")  # noqa: S608
@@ -268,6 +330,9 @@ def connect_signals() -> None:
     rows_inserted.connect(_task_inserted, sender=Task, dispatch_uid="tasks_app.open_load.inserted")
     post_save.connect(_task_changed, sender=Task, dispatch_uid="tasks_app.open_load.saved")
     post_delete.connect(_task_changed, sender=Task, dispatch_uid="tasks_app.open_load.deleted")
+    post_save.connect(_provider_changed, sender=Provider, dispatch_uid="tasks_app.provider_rows.saved")
+    post_delete.connect(_provider_changed, sender=Provider, dispatch_uid="tasks_app.provider_rows.deleted")
+    health_changed.connect(_provider_changed, dispatch_uid="tasks_app.provider_rows.health")
 
 
 def latest_routing(task_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RoutingDecision]:

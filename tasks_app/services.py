@@ -28,6 +28,7 @@ from archangel.db import LeadSkipped, copy_objs, copy_rows, insert_rows, is_retr
 from archangel.errors import Conflict, InvalidInput, NotFound
 from outbox_app.models import OutboxEvent
 from outbox_app.services import EventSpec, outbox_copy_many, outbox_enqueue_many
+from providers_app.health import set_health
 from providers_app.models import Provider
 from tasks_app import normalizer, routing, scoring, selectors
 from tasks_app.models import Assignee, AssigneeIdentity, Client, RoutingDecision, Task
@@ -1024,9 +1025,11 @@ def provider_went_down(*, provider_id: Any, policy: str | None = None) -> dict[s
         provider = Provider.objects.get(pk=provider_id)
     except (Provider.DoesNotExist, ValueError, DjangoValidationError):
         raise InvalidInput({"provider": [f"No provider with id {provider_id}."]}) from None
-    Provider.objects.filter(
-        pk=provider.pk, health_status__in=[Provider.Health.ACTIVE, Provider.Health.DEGRADED]
-    ).update(health_status=Provider.Health.DOWN, updated_at=timezone.now())
+    set_health(
+        Provider.objects.filter(pk=provider.pk, health_status__in=[Provider.Health.ACTIVE, Provider.Health.DEGRADED]),
+        Provider.Health.DOWN,
+        updated_at=timezone.now(),
+    )
     return _apply_down_policy(provider, policy)
 
 

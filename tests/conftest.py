@@ -28,6 +28,15 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"needs {marker}: {variable} is not reachable"))
 
 
+@pytest.fixture(autouse=True)
+def _no_provider_rows_of_an_earlier_test():
+    """Routing's per-process copy of the provider rows (tasks_app.selectors, "Provider rows") must
+    not carry providers of an earlier test's database into this one."""
+    from tasks_app.selectors import provider_rows
+
+    provider_rows.forget()
+
+
 @pytest.fixture
 def user(db, django_user_model):
     return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
