@@ -274,6 +274,8 @@ def test_a_gunicorn_worker_freezes_its_loaded_application_and_once_more_after_it
     import gc
     from types import SimpleNamespace
 
+    # Frozen objects are still freed by reference counting (the count can only drop by itself),
+    # so "no freeze" is checked as "fewer new frozen objects than were just made".
     conf = _gunicorn_conf(monkeypatch, GUNICORN_GC_REFREEZE_AFTER="3")
     worker = SimpleNamespace(nr=0)
     try:
@@ -284,15 +286,15 @@ def test_a_gunicorn_worker_freezes_its_loaded_application_and_once_more_after_it
         loaded_later = [[n] for n in range(1000)]  # what the first requests import and cache
         for worker.nr in (1, 2):
             conf.post_request(worker, None, {}, None)
-        assert gc.get_freeze_count() == at_start
+        assert gc.get_freeze_count() < at_start + len(loaded_later)
         worker.nr = 3
         conf.post_request(worker, None, {}, None)
-        assert gc.get_freeze_count() >= at_start + len(loaded_later)
         refrozen = gc.get_freeze_count()
+        assert refrozen >= at_start + len(loaded_later) - 100
         more = [[n] for n in range(1000)]  # more objects, but no third freeze
         worker.nr = 4
         conf.post_request(worker, None, {}, None)
-        assert gc.get_freeze_count() == refrozen and more
+        assert gc.get_freeze_count() < refrozen + len(more)
         conf = _gunicorn_conf(monkeypatch, GUNICORN_GC_REFREEZE_AFTER="0")
         gc.unfreeze()
         worker.nr = 10**6
