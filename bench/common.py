@@ -139,6 +139,48 @@ def gunicorn(database_url: str, *, workers: int | None = None, threads: int | No
         proc.wait(timeout=30)
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each kind of process on this machine, from
+    ``/proc``: ``server`` (gunicorn), ``postgres``, ``redis``, ``loadgen`` (this process) and
+    ``other``. Two snapshots around a load give what each request cost each of them; unlike a
+    latency, that figure barely moves with what else the host is doing. Empty where there is no
+    ``/proc``."""
+    totals: dict[str, float] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return totals
+    ticks = os.sysconf("SC_CLK_TCK")
+    me = str(os.getpid())
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if entry.name == me:
+            kind = "loadgen"
+        elif b"gunicorn" in cmdline:
+            kind = "server"
+        elif name.startswith("postgres"):
+            kind = "postgres"
+        elif name.startswith("redis"):
+            kind = "redis"
+        else:
+            kind = "other"
+        totals[kind] = totals.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per request of each kind of process between two ``cpu_seconds()``.
+    A process that ended in between is not counted."""
+    return {kind: (after[kind] - before.get(kind, 0.0)) * 1000 / requests for kind in after}
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")

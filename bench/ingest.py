@@ -20,7 +20,18 @@ import uuid
 
 import psycopg
 
-from bench.common import Row, gunicorn, json_request, load, make_token, manage, mean, percentile
+from bench.common import (
+    Row,
+    cpu_per_request,
+    cpu_seconds,
+    gunicorn,
+    json_request,
+    load,
+    make_token,
+    manage,
+    mean,
+    percentile,
+)
 
 SINGLE_REQUESTS = int(os.environ.get("BENCH_INGEST_SINGLE", "6000"))
 BULK_REQUESTS = int(os.environ.get("BENCH_INGEST_BULK", "30"))
@@ -149,6 +160,15 @@ Task.objects.bulk_create([Task(id=uuid.uuid4(), title=f"open {{i}}", status="ass
     manage("shell", "-c", code, database_url=database_url)
 
 
+def _cpu_text(cpu: dict[str, float], result) -> str:
+    """CPU per request by process kind, and how busy that kept the machine's cores."""
+    if not cpu:
+        return "CPU per request: not measured (no /proc)"
+    busy = sum(cpu.values()) * result.requests / 1000 / result.seconds / (os.cpu_count() or 1)
+    parts = ", ".join(f"{kind} {cpu.get(kind, 0):.2f}" for kind in ("server", "postgres", "redis", "loadgen", "other"))
+    return f"CPU per request (ms): {parts}; cores {busy:.0%} busy"
+
+
 def run(database_url: str) -> list[Row]:
     if OPEN_TASKS:
         _seed_open_load(database_url, OPEN_TASKS)
@@ -157,7 +177,9 @@ def run(database_url: str) -> list[Row]:
     fixed_token = _other_token(database_url, "bench-fixed")
     run_id = uuid.uuid4().hex[:6]
     workers = int(os.environ.get("BENCH_WEB_WORKERS", "4"))
-    with gunicorn(database_url, workers=workers, DJANGO_SETTINGS_MODULE="bench.settings_bench") as base:
+    threads = int(os.environ["BENCH_WEB_THREADS"]) if os.environ.get("BENCH_WEB_THREADS") else None
+    settings_module = "bench.settings_bench"
+    with gunicorn(database_url, workers=workers, threads=threads, DJANGO_SETTINGS_MODULE=settings_module) as base:
         # Warm up every worker (imports, connections) before measuring.
         load(
             base,
@@ -185,6 +207,7 @@ def run(database_url: str) -> list[Row]:
             requests=SINGLE_REQUESTS,
             make_request=lambda i: json_request("POST", "/api/tasks", _body(run_id, i), token),
         )
+        cpu_before = cpu_seconds()
         fixed = load(
             base,
             concurrency=CONCURRENCY,
@@ -192,6 +215,7 @@ def run(database_url: str) -> list[Row]:
             rate=FIXED_RATE,
             make_request=lambda i: json_request("POST", "/api/tasks", _body(f"{run_id}-fixed", i), fixed_token),
         )
+        fixed_cpu = cpu_per_request(cpu_before, cpu_seconds(), SINGLE_REQUESTS)
         bulk = load(
             base,
             concurrency=BULK_CONCURRENCY,
@@ -231,10 +255,10 @@ def run(database_url: str) -> list[Row]:
             baseline=f"p50 {fixed.p(50):.1f} / p99 {fixed.p(99):.1f} / max {max(fixed.latencies_ms):.0f} ms from each "
             f"request's due time; of which due -> sent (no connection free, or the generator late) "
             f"p50 {percentile(fixed.send_lag_ms, 50):.1f} / p99 {percentile(fixed.send_lag_ms, 99):.1f} ms; "
-            f"errors {fixed.errors}",
+            f"errors {fixed.errors}; {_cpu_text(fixed_cpu, fixed)}",
             target=f">= {FIXED_RATE:,.0f} req/s served with p99 <= 100 ms",
             ok=fixed.rate >= 0.99 * FIXED_RATE and fixed.p(99) <= 100 and fixed.errors == 0,
-            extra={"p50_ms": fixed.p(50), "p99_ms": fixed.p(99), "statuses": fixed.statuses},
+            extra={"p50_ms": fixed.p(50), "p99_ms": fixed.p(99), "statuses": fixed.statuses, "cpu_ms": fixed_cpu},
         ),
         Row(
             "ingest", f"POST /api/tasks/bulk ({BULK_SIZE}/request, {BULK_CONCURRENCY} clients)", bulk_rate, "tasks/s",
