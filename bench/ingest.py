@@ -176,7 +176,11 @@ def run(database_url: str) -> list[Row]:
     floor_token = _other_token(database_url, "bench-floor")
     fixed_token = _other_token(database_url, "bench-fixed")
     run_id = uuid.uuid4().hex[:6]
-    workers = int(os.environ.get("BENCH_WEB_WORKERS", "4"))
+    # The production worker model (archangel/gunicorn_conf.py: a process per core, 8 threads each)
+    # unless BENCH_WEB_WORKERS / BENCH_WEB_THREADS say otherwise. Until 2026-11-26 this ran 4
+    # processes; measured alternating with 2 (docs/benchmarks.md, "Ingest"), 4 cost a create
+    # 0.6-0.9 ms more CPU on two cores.
+    workers = int(os.environ["BENCH_WEB_WORKERS"]) if os.environ.get("BENCH_WEB_WORKERS") else None
     threads = int(os.environ["BENCH_WEB_THREADS"]) if os.environ.get("BENCH_WEB_THREADS") else None
     settings_module = "bench.settings_bench"
     with gunicorn(database_url, workers=workers, threads=threads, DJANGO_SETTINGS_MODULE=settings_module) as base:

@@ -2,6 +2,7 @@
 
     python bench/inprocess.py                      # creates, the DRF floor, 1,000-task imports
     python bench/inprocess.py --profile create     # the same, with a cProfile of the creates
+    BENCH_PROFILE_SORT=tottime python bench/inprocess.py --profile create   # by own time, not cumulative
 
 Load benchmarks (bench/run.py) share two cores between the server, PostgreSQL and the load
 generator, so a change's effect on a create hides in their noise. This measures what one request
@@ -90,7 +91,7 @@ def main() -> int:
         cpu, wall = _timed(fn, count)
         if profiler:
             profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(40)
         return _line(label, cpu, wall)
 
     lines = [
