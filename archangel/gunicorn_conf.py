@@ -54,7 +54,7 @@ def post_worker_init(worker):
     models: about 100,000 objects) out of the cyclic collector's reach with ``gc.freeze()``.
     Those objects live as long as the worker, yet every full collection walked them all again,
     holding the GIL: 35-230 ms in which none of the worker's threads ran, measured under a
-    fixed 300 requests/s (docs/benchmarks.md, "Garbage collection"). Frozen objects are still
+    fixed 300 requests/s (docs/benchmarks.md, "Tail latency"). Frozen objects are still
     freed by reference counting; only cycles among them are never collected, and there are
     none worth a pause in a loaded application."""
     gc.collect()

@@ -86,7 +86,7 @@ def test_a_request_with_a_cookie_or_no_token_or_no_route_takes_the_whole_stack(a
     session.force_login(user)  # the browsable API's way in: a session cookie
     assert session.get("/api/tasks").status_code == 200
     assert len(full_stack) == 2
-    api.cookies["sessionid"] = "whatever"  # a token and a cookie: the cookie's CSRF rules must apply
+    api.cookies["sessionid"] = "whatever"  # a token and a cookie: the whole stack, as for a browser
     assert api.get("/api/tasks").status_code == 200
     assert len(full_stack) == 3
     assert APIClient().get("/api/tasks").status_code == 401  # no token at all
