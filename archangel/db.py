@@ -136,7 +136,11 @@ def _alone(connection, ends_transaction: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        raw.autocommit = False  # idle again: the statement committed, or failed and rolled back
+        # Idle again: the statement committed, or failed and rolled back. A connection the server
+        # dropped is not idle, cannot be switched, and is closed by Django as the request ends:
+        # the statement's own error is the one to report.
+        if raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            raw.autocommit = False
 
 
 def _lead_statement(lead: tuple[str, list], rows: list[tuple[str, list]]) -> tuple[str, list]:

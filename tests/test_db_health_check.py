@@ -86,3 +86,14 @@ def test_a_failed_request_does_not_prove_the_connection(wrapper, settings):
     with pytest.raises(ProgrammingError):
         _request(wrapper, "SELECT * FROM no_such_table")
     assert wrapper.proven_at == proven
+
+
+def test_a_request_that_failed_leaves_the_next_one_checked_after_the_window(wrapper, settings):
+    settings.DATABASE_HEALTH_CHECK_WINDOW = 60
+    _request(wrapper)
+    with pytest.raises(ProgrammingError):
+        _request(wrapper, "SELECT * FROM no_such_table")  # Django checks it as this request ends
+    checks = len(wrapper.checks)
+    wrapper.proven_at -= 61
+    _request(wrapper)  # idle past the window since its last good request: checked again
+    assert len(wrapper.checks) == checks + 1
