@@ -69,13 +69,31 @@ def test_a_wrong_token_is_a_401_with_its_challenge(db, full_stack):
     assert full_stack == []
 
 
-def test_an_unexpected_error_is_a_500_envelope(api, monkeypatch):
+def test_an_unexpected_error_is_a_500_envelope_counted_like_any_answer(api, monkeypatch):
+    from django.core.signals import got_request_exception
+
     from tasks_app import services
 
     monkeypatch.setattr(services, "task_create", lambda **kwargs: 1 / 0)
+    signalled = []
+    got_request_exception.connect(lambda sender, **kw: signalled.append(1), weak=False, dispatch_uid="t-fast")
+    by_view = {"status": "500", "view": "task-list", "method": "POST"}
+    before = _sample("django_http_responses_total_by_status_view_method_total", **by_view)
     api.raise_request_exception = False
-    response = api.post("/api/tasks", {"title": "Boom"}, format="json")
+    try:
+        response = api.post("/api/tasks", {"title": "Boom"}, format="json")
+    finally:
+        got_request_exception.disconnect(dispatch_uid="t-fast")
     assert response.status_code == 500 and response.json()["error"]["code"] == "server_error"
+    assert response["X-Frame-Options"] == "DENY" and int(response["Content-Length"]) == len(response.content)
+    assert signalled and not Task.objects.exists()
+    assert _sample("django_http_responses_total_by_status_view_method_total", **by_view) == before + 1
+
+
+def test_a_host_outside_allowed_hosts_is_a_400_on_the_fast_path_too(api, settings):
+    settings.ALLOWED_HOSTS = ["archangel.example"]
+    response = api.post("/api/tasks", {"title": "Forged host"}, format="json", HTTP_HOST="evil.example")
+    assert response.status_code == 400
     assert not Task.objects.exists()
 
 
