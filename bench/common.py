@@ -142,9 +142,9 @@ def gunicorn(database_url: str, *, workers: int | None = None, threads: int | No
 def cpu_seconds() -> dict[str, float]:
     """CPU seconds (user + system) used so far by each kind of process on this machine, from
     ``/proc``: ``server`` (gunicorn), ``postgres``, ``redis``, ``loadgen`` (this process) and
-    ``other``. Two snapshots around a load give what each request cost each of them; unlike a
-    latency, that figure barely moves with what else the host is doing. Empty where there is no
-    ``/proc``."""
+    ``other``. Two snapshots around a load give what each request cost each of them. Every
+    process of a kind counts, the bench's or not (run it with nothing else on the machine), and a
+    process that ended between the snapshots does not. Empty where there is no ``/proc``."""
     totals: dict[str, float] = {}
     proc = Path("/proc")
     if not proc.is_dir():

@@ -164,7 +164,8 @@ def _cpu_text(cpu: dict[str, float], result) -> str:
     """CPU per request by process kind, and how busy that kept the machine's cores."""
     if not cpu:
         return "CPU per request: not measured (no /proc)"
-    busy = sum(cpu.values()) * result.requests / 1000 / result.seconds / (os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = sum(cpu.values()) * result.requests / 1000 / result.seconds / cores
     parts = ", ".join(f"{kind} {cpu.get(kind, 0):.2f}" for kind in ("server", "postgres", "redis", "loadgen", "other"))
     return f"CPU per request (ms): {parts}; cores {busy:.0%} busy"
 

@@ -96,9 +96,9 @@ class ProviderRows:
 
     What it costs: for up to one TTL, another process may route to a provider as it was, not as an
     operator has just changed it (a new weight, disabled). A provider deleted in the admin (only one
-    no task refers to can be) may be chosen in that second by another process, whose create then
-    fails on the foreign key and answers 500 without writing anything: the client's retry routes
-    afresh.
+    no task refers to can be) may be chosen in that second by another process, whose creates then
+    fail on the foreign key and answer 500 without writing anything, until that process reads the
+    rows again (at most one TTL): a client's retry after that routes afresh.
     """
 
     def __init__(self) -> None:
@@ -117,7 +117,8 @@ class ProviderRows:
         rows = _providers()
         if ttl > 0 and _sees_only_committed_rows():
             with self._lock:
-                if generation == self._generation:
+                # Not when a change committed meanwhile, nor over a newer read kept meanwhile.
+                if generation == self._generation and (self._taken is None or self._taken < started):
                     self._rows, self._taken = rows, started
         return rows
 
