@@ -23,10 +23,13 @@ worker_class = "gthread"
 # The cores this process may run on (a container's cpuset), not every core of the host.
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
 workers = env_int("WEB_CONCURRENCY", _cores, minimum=1)
-# Requests in flight per process. Each thread keeps its own database connection, so the API
-# holds up to workers x threads of them (16 on two cores): count them, with the Celery
-# workers', against PostgreSQL's max_connections (default 100) when scaling either.
-threads = env_int("GUNICORN_THREADS", 8, minimum=1)
+# Requests in flight per process: enough to overlap a request's database and Redis waits with
+# another's Python. More threads only contend for the GIL: on two cores 4 cost a single create
+# 0.1-0.6 ms less CPU than 8 in four alternating pairs, and served more (docs/benchmarks.md,
+# "Tail latency"). Each thread keeps its own database connection, so the API holds up to
+# workers x threads of them (8 on two cores): count them, with the Celery workers', against
+# PostgreSQL's max_connections (default 100) when scaling either.
+threads = env_int("GUNICORN_THREADS", 4, minimum=1)
 # Seconds an idle connection stays open: longer than a proxy's usual upstream idle timeout
 # (60 s), so gunicorn is never the side that closes a connection the proxy is about to reuse.
 keepalive = env_int("GUNICORN_KEEPALIVE", 75, minimum=0)

@@ -177,7 +177,7 @@ def run(database_url: str) -> list[Row]:
     floor_token = _other_token(database_url, "bench-floor")
     fixed_token = _other_token(database_url, "bench-fixed")
     run_id = uuid.uuid4().hex[:6]
-    # The production worker model (archangel/gunicorn_conf.py: a process per core, 8 threads each)
+    # The production worker model (archangel/gunicorn_conf.py: a process per core, 4 threads each)
     # unless BENCH_WEB_WORKERS / BENCH_WEB_THREADS say otherwise. Until 2026-11-26 this ran 4
     # processes; measured alternating with 2 (docs/benchmarks.md, "Ingest"), 4 cost a create
     # 0.6-0.9 ms more CPU on two cores.

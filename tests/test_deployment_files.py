@@ -246,7 +246,7 @@ def test_every_way_of_running_the_api_uses_the_one_gunicorn_worker_model(monkeyp
     from tasks_app.management.commands.run_stack import Command
 
     conf = _gunicorn_conf(monkeypatch)
-    assert conf.worker_class == "gthread" and conf.threads == 8 and conf.keepalive == 75
+    assert conf.worker_class == "gthread" and conf.threads == 4 and conf.keepalive == 75
     assert conf.workers == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     conf = _gunicorn_conf(monkeypatch, WEB_CONCURRENCY="3", GUNICORN_THREADS="16", GUNICORN_KEEPALIVE="5")
     assert (conf.workers, conf.threads, conf.keepalive) == (3, 16, 5)

@@ -13,7 +13,7 @@ What the window costs: a connection the server dropped within that second fails 
 that next uses it (a 500 that writes nothing; the client's retry gets a new connection), and
 Django closes it after that request (``errors_occurred``), as it always did for a drop between
 the check and the query. After a PostgreSQL restart under load that is at most one request per
-connection: workers x threads, 16 on two cores.
+connection: workers x threads, 8 on two cores.
 """
 
 import time
