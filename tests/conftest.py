@@ -5,6 +5,8 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from tests.clients import token_client
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
 
@@ -47,10 +49,7 @@ def api(user):
     """An API client authenticated with a DRF token, as integrations call us."""
     from rest_framework.authtoken.models import Token
 
-    token = Token.objects.create(user=user)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+    return token_client(Token.objects.create(user=user).key)
 
 
 def _client_with_role(username, role):
@@ -58,9 +57,7 @@ def _client_with_role(username, role):
 
     out = io.StringIO()
     call_command("create_api_token", username, "--role", role, stdout=out)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {out.getvalue().strip()}")
-    return client
+    return token_client(out.getvalue().strip())
 
 
 @pytest.fixture

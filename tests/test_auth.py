@@ -1,8 +1,8 @@
 import pytest
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from tests.api.test_tasks_api import assert_envelope
+from tests.clients import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -12,21 +12,15 @@ def token(user):
     return Token.objects.create(user=user)
 
 
-def client_for(key):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    return client
-
-
 def test_a_deleted_token_stops_working_at_once_even_when_cached(token):
-    client = client_for(token.key)
+    client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200  # now cached
     token.delete()
     assert_envelope(client.get("/api/tasks"), 401, "authentication_failed")
 
 
 def test_a_deactivated_user_is_refused_at_once(token, user):
-    client = client_for(token.key)
+    client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200
     user.is_active = False
     user.save()
@@ -38,7 +32,7 @@ def test_the_cache_never_holds_the_password_hash(token, user):
 
     from archangel.auth import _cache_key
 
-    client_for(token.key).get("/api/tasks")
+    token_client(token.key).get("/api/tasks")
     entry = cache.get(_cache_key(token.key))
     assert entry is not None and user.password not in [str(v) for v in entry.values()]
 
@@ -63,7 +57,7 @@ def test_a_stale_entry_cached_during_the_change_is_dropped_when_it_commits(
 
     from archangel.auth import _cache_key
 
-    client = client_for(token.key)
+    client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200
     stale = cache.get(_cache_key(token.key))
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
@@ -83,7 +77,7 @@ def test_deleting_the_operators_group_takes_the_role_away_at_once(db):
 
     out = io.StringIO()
     call_command("create_api_token", "ops", "--role", "operator", stdout=out)
-    client = client_for(out.getvalue().strip())
+    client = token_client(out.getvalue().strip())
     body = {"name": "p", "type": "todoist", "config": PROVIDER_CONFIGS["todoist"]}
     assert client.post("/api/providers", body).status_code == 201
     Group.objects.get(name="operators").delete()

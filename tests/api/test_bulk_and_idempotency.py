@@ -3,11 +3,11 @@ import uuid
 import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from outbox_app.models import OutboxEvent
 from tasks_app.models import IdempotencyRecord, Task
 from tests.api.test_tasks_api import assert_envelope
+from tests.clients import token_client
 from tests.concurrency import in_parallel
 
 pytestmark = pytest.mark.django_db
@@ -110,8 +110,7 @@ def test_a_rejected_request_does_not_burn_its_key(api):
 def test_keys_are_per_user(api, django_user_model):
     api.post("/api/tasks", {"title": "Mine"}, HTTP_IDEMPOTENCY_KEY="shared")
     bob = django_user_model.objects.create_user(username="bob", password="pw-bob-123")
-    other = APIClient()
-    other.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=bob).key}")
+    other = token_client(Token.objects.create(user=bob).key)
     assert other.post("/api/tasks", {"title": "Theirs"}, HTTP_IDEMPOTENCY_KEY="shared").status_code == 201
 
 
@@ -127,9 +126,7 @@ def test_concurrent_creates_of_the_same_task_make_one(user):
     key = Token.objects.create(user=user).key
 
     def create(i):
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-        return client.post("/api/tasks", {"title": "Race me", "description": f"attempt {i}"}).status_code
+        return token_client(key).post("/api/tasks", {"title": "Race me", "description": f"attempt {i}"}).status_code
 
     codes = in_parallel(8, create)
     assert sorted(codes) == [200] * 7 + [201]
@@ -143,9 +140,7 @@ def test_concurrent_retries_with_one_idempotency_key_create_once(user):
     title = f"Idem {uuid.uuid4()}"
 
     def create(i):
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-        response = client.post("/api/tasks/bulk", {"tasks": [{"title": title}]}, HTTP_IDEMPOTENCY_KEY="race")
+        response = token_client(key).post("/api/tasks/bulk", {"tasks": [{"title": title}]}, HTTP_IDEMPOTENCY_KEY="race")
         return response.status_code, response.json()
 
     results = in_parallel(6, create)

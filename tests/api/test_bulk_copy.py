@@ -11,12 +11,12 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from archangel.audit.models import AuditEntry
 from outbox_app.models import OutboxEvent
 from tasks_app import selectors, services
 from tasks_app.models import RoutingDecision, Task
+from tests.clients import token_client
 from tests.concurrency import in_parallel
 from tests.factories import ClientFactory, IdentityFactory, make_provider
 
@@ -233,8 +233,7 @@ def test_concurrent_imports_sharing_tasks_create_each_once(user):
     key = Token.objects.create(user=user).key
 
     def run(i):
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+        client = token_client(key)
         # Each import: 40 tasks of its own and the same 40 shared ones, in a different order.
         shared = [{"title": f"Shared {j}"} for j in range(40)]
         items = [{"title": f"Own {i}-{j}"} for j in range(40)] + (shared if i % 2 else shared[::-1])

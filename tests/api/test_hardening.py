@@ -6,11 +6,11 @@ import uuid
 import pytest
 from django.db import connection
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 from outbox_app.models import OutboxEvent
 from tasks_app.models import Assignee, Task
 from tests.api.test_tasks_api import assert_envelope
+from tests.clients import token_client
 from tests.factories import AssigneeFactory, ClientFactory
 
 pytestmark = pytest.mark.django_db
@@ -136,10 +136,8 @@ def test_overlapping_bulk_imports_of_the_same_tasks_never_deadlock(user):
     results = []
 
     def post(order):
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
         try:
-            response = client.post("/api/tasks/bulk", {"tasks": [{"title": t} for t in order]})
+            response = token_client(key).post("/api/tasks/bulk", {"tasks": [{"title": t} for t in order]})
             results.append(response.status_code)
         finally:
             connection.close()
