@@ -1,16 +1,14 @@
 """``bench/inprocess.py`` (a request's own cost, in-process: docs/benchmarks.md, "Ingest") runs and
 reports each part, so the figures docs/benchmarks.md quotes from it stay reproducible."""
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from tests.bench.conftest import admin_url, bench_redis_url
+from tests.bench.conftest import bench_env
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(
@@ -22,14 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
 
 def test_the_in_process_measurement_reports_creates_the_floor_and_imports(bench_database):
-    if settings.DATABASES["default"]["ENGINE"] != settings.POSTGRES_ENGINE or not settings.REDIS_URL:
-        pytest.fail("the in-process measurement needs PostgreSQL and Redis")
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},
-        "BENCH_DATABASE": bench_database,
-        "BENCH_ADMIN_DATABASE_URL": admin_url(),
-        "BENCH_REDIS_URL": bench_redis_url(),
-    }
+    env = bench_env(bench_database, "the in-process measurement")
     proc = subprocess.run(
         [sys.executable, "bench/inprocess.py", "--creates", "30", "--imports", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,

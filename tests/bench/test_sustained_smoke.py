@@ -9,15 +9,13 @@ The full run's figures are in docs/benchmarks.md.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
-from tests.bench.conftest import admin_url, bench_redis_url
+from tests.bench.conftest import bench_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS_PER_MIN = 3000
@@ -26,17 +24,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
 
 def test_sustained_smoke_run_is_clean(bench_database, tmp_path):
-    if settings.DATABASES["default"]["ENGINE"] != settings.POSTGRES_ENGINE or not settings.REDIS_URL:
-        pytest.fail("the sustained smoke run needs PostgreSQL and Redis")
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}},
-        "BENCH_DATABASE": bench_database,
-        "BENCH_ADMIN_DATABASE_URL": admin_url(),
-        "BENCH_REDIS_URL": bench_redis_url(),
-        "BENCH_RESULTS_DIR": str(tmp_path),
-        "BENCH_SUSTAINED_SECONDS": "20",
-        "BENCH_SUSTAINED_TASKS_PER_MIN": str(TASKS_PER_MIN),
-    }
+    env = bench_env(
+        bench_database,
+        "the sustained smoke run",
+        BENCH_RESULTS_DIR=str(tmp_path),
+        BENCH_SUSTAINED_SECONDS="20",
+        BENCH_SUSTAINED_TASKS_PER_MIN=str(TASKS_PER_MIN),
+    )
     proc = subprocess.run(
         [sys.executable, "bench/run.py", "--only", "sustained"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
