@@ -11,7 +11,7 @@ from rest_framework.authtoken.models import Token
 
 from archangel import auth
 from tests.api.test_tasks_api import assert_envelope
-from tests.test_auth import client_for
+from tests.clients import token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +36,7 @@ def _entry_reads(monkeypatch, key):
 
 
 def test_a_token_used_before_is_served_from_the_processs_copy(token, monkeypatch):
-    client = client_for(token.key)
+    client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200
     reads = _entry_reads(monkeypatch, token.key)
     for _ in range(3):
@@ -46,7 +46,7 @@ def test_a_token_used_before_is_served_from_the_processs_copy(token, monkeypatch
 
 
 def test_a_revocation_in_another_process_reaches_this_processs_copy_at_once(token, user):
-    client = client_for(token.key)
+    client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200
     # What another process's revocation leaves here: this process's copy untouched, the shared
     # entry gone and the generation moved (no signal ran in this process).
@@ -58,7 +58,7 @@ def test_a_revocation_in_another_process_reaches_this_processs_copy_at_once(toke
 
 
 def test_a_change_that_sends_no_signal_is_seen_within_the_two_ttls(token, user, monkeypatch):
-    client = client_for(token.key)
+    client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200
     get_user_model().objects.filter(pk=user.pk).update(is_active=False)  # no signal, no generation
     assert client.get("/api/tasks").status_code == 200  # the copies do not know yet
@@ -75,7 +75,7 @@ def test_an_unreachable_cache_keeps_no_copy(token, monkeypatch):
 
     monkeypatch.setattr(cache, "get", down)
     monkeypatch.setattr(cache, "set", down)
-    assert client_for(token.key).get("/api/tasks").status_code == 200  # from the database
+    assert token_client(token.key).get("/api/tasks").status_code == 200  # from the database
     assert token.key not in auth._local  # no generation to check a copy against
 
 
@@ -101,7 +101,7 @@ def test_on_redis_a_known_token_costs_one_round_trip_with_the_throttle(token, se
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(redis.Redis, "execute_command", record)
-    client = client_for(token.key)
+    client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200  # fetched: generation, entry, set, count
     commands.clear()
     for _ in range(3):
