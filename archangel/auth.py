@@ -21,6 +21,7 @@ and saves one. It is also dropped after ``LOCAL_TTL_SECONDS``, so the ``QuerySet
 bound above becomes a minute plus that.
 """
 
+import functools
 import hashlib
 import logging
 import time
@@ -36,6 +37,7 @@ from rest_framework.authtoken.models import Token
 
 from archangel import throttling
 from archangel.permissions import role_from_db
+from archangel.redis_script import run_script
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,11 @@ CACHED_FIELDS = frozenset(
 )
 
 
-def _cached_names() -> list[str]:
-    # Model.from_db wants the names in the model's field order.
-    return [f.attname for f in get_user_model()._meta.concrete_fields if f.attname in CACHED_FIELDS]
+@functools.cache
+def _cached_names() -> tuple[str, ...]:
+    # Model.from_db wants the names in the model's field order. Built once: the user model and
+    # its fields are fixed once the apps are loaded.
+    return tuple(f.attname for f in get_user_model()._meta.concrete_fields if f.attname in CACHED_FIELDS)
 
 
 def _cache_key(key: str) -> str:
@@ -112,7 +116,7 @@ def _check(entry: dict, request) -> str | None:
         script = _scripts.get(id(client))
         if script is None:
             script = _scripts[id(client)] = client.register_script(_CHECK_SCRIPT)
-        generation, count = script(keys=keys, args=[window[1] if window else 0])
+        generation, count = run_script(script, keys, [window[1] if window else 0])
     except Exception:  # noqa: BLE001 - a cache outage must not fail authentication
         log.warning("auth cache unavailable for the generation; using the database")
         return None

@@ -7,6 +7,7 @@ increments and, on the window's first request, sets the expiry): Django's ``add`
 ``incr`` took three (``SET NX``, ``EXISTS``, ``INCRBY``) on every API request.
 """
 
+import functools
 import hashlib
 import logging
 import time
@@ -44,6 +45,7 @@ def count_in_window(key: str, ttl: int) -> int:
         return 1
 
 
+@functools.lru_cache(maxsize=16)
 def parse_rate(rate: str) -> tuple[int, int]:
     """ "600/min" -> (600, 60). Units: s, sec, m, min, h, hour, d, day."""
     count, _, unit = rate.partition("/")
@@ -53,7 +55,14 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 def window_key(ident: str, now: float, window: int) -> str:
     """The counter of ``ident``'s requests in the window of ``window`` seconds holding ``now``."""
-    return "throttle:" + hashlib.sha256(f"{ident}:{int(now // window)}".encode()).hexdigest()[:32]
+    return _window_key(ident, int(now // window))
+
+
+@functools.lru_cache(maxsize=4096)
+def _window_key(ident: str, index: int) -> str:
+    # Asked twice per request (token authentication, then the throttle) and by every request of
+    # the same user in the same window: hashed once.
+    return "throttle:" + hashlib.sha256(f"{ident}:{index}".encode()).hexdigest()[:32]
 
 
 def user_window_key(user_id, now: float) -> tuple[str, int] | None:

@@ -94,13 +94,13 @@ def test_on_redis_a_known_token_costs_one_round_trip_with_the_throttle(token, se
     monkeypatch.setattr("archangel.throttling.time.time", lambda: 1_800_000_010.0)  # mid-window
     monkeypatch.setattr("archangel.auth.time.time", lambda: 1_800_000_010.0)
     commands = []
-    real = redis.Redis.execute_command
+    real = redis.connection.AbstractConnection.send_command
 
-    def record(self, *args, **kwargs):
+    def record(self, *args, **kwargs):  # every command sent, whichever client layer sends it
         commands.append(args[0])
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(redis.Redis, "execute_command", record)
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", record)
     client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200  # fetched: generation, entry, set, count
     commands.clear()
