@@ -2,7 +2,8 @@
 # Needs only Python 3.11+ and make; everything else is installed into .venv.
 
 PYTHON ?= python3
-VENV   := .venv
+# Another interpreter or virtualenv: `make bench PYTHON=python3.11 VENV=.venv-other` (docs/benchmarks.md).
+VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 export PORT
@@ -42,7 +43,9 @@ test: install-dev
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python -m pytest
 
-## bench: the benchmark scenarios against PostgreSQL (see docs/benchmarks.md).
+## bench: the benchmark scenarios against PostgreSQL (see docs/benchmarks.md). The interpreter counts:
+## production's image runs CPython built with PGO and LTO; measure on such a build, e.g.
+## `make bench PYTHON=/usr/bin/python3.11 VENV=.venv-pgo` on Debian (docs/benchmarks.md, "Interpreter").
 bench: install-dev
 	$(BIN)/python bench/run.py
 

@@ -53,6 +53,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="scenarios to run (default: all)")
     args = parser.parse_args()
     rows: list[Row] = []
+    # The interpreter's build changes every CPU figure (docs/benchmarks.md, "Interpreter").
+    print(f"== Python {platform.python_version()} ({sys.executable}), compiled with {platform.python_compiler()}")
     for name in args.only or SCENARIOS:
         database_url = fresh_database()
         started = time.perf_counter()
@@ -64,7 +66,12 @@ def main() -> int:
     # BENCH_RESULTS_DIR: the test suite's smoke run keeps its files out of a developer's results.
     out = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results")
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "machine": platform.machine(), "time": time.strftime("%Y-%m-%d %H:%M")}
+    meta = {
+        "python": platform.python_version(),
+        "python_build": " ".join(platform.python_build()),
+        "machine": platform.machine(),
+        "time": time.strftime("%Y-%m-%d %H:%M"),
+    }
     (out / "latest.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
     # One file per scenario too, so a long run (sustained) keeps its figures when others run later.
     for name in args.only or SCENARIOS:
