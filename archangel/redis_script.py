@@ -25,7 +25,9 @@ def run_script(script, keys: list, args: list):
     try:
         connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
         return connection.read_response()
-    except (NoScriptError, RedisConnectionError, RedisTimeoutError, OSError):
+    except NoScriptError:
+        pass  # its answer was read: the connection is clean, and the client's path loads the script
+    except (RedisConnectionError, RedisTimeoutError, OSError):
         # The connection may be half-used (a request sent, no answer read): never reuse it.
         connection.disconnect()
     finally:

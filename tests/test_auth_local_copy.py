@@ -103,10 +103,12 @@ def test_on_redis_a_known_token_costs_one_round_trip_with_the_throttle(token, se
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", record)
     client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200  # fetched: generation, entry, set, count
+    # The first check loads the script if this Redis has not seen it yet (a few more commands).
+    assert client.get("/api/tasks").status_code == 200
     commands.clear()
-    for _ in range(3):
+    for _ in range(2):
         assert client.get("/api/tasks").status_code == 200
-    assert commands == ["EVALSHA"] * 3  # the generation and the throttle's count, together
+    assert commands == ["EVALSHA"] * 2  # the generation and the throttle's count, together
     assert_envelope(client.get("/api/tasks"), 429, "throttled")  # the fifth request of 4/min
     token.delete()
     assert_envelope(client.get("/api/tasks"), 401, "authentication_failed")
