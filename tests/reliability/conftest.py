@@ -171,11 +171,6 @@ def all_delivered() -> bool:
     return not OutboxEvent.objects.exclude(status=Status.DELIVERED).exists()
 
 
-def all_settled() -> bool:
-    """Every event delivered, dead or discarded: nothing waiting, nothing in flight."""
-    return not OutboxEvent.objects.exclude(status__in=[Status.DELIVERED, Status.DEAD, Status.DISCARDED]).exists()
-
-
 def created_at_sandbox(sandbox) -> dict[str, str]:
     """``"<provider>:<idempotency key>"`` → the id of the object the sandbox made for it."""
     with sandbox.sandbox.lock:

@@ -3,11 +3,15 @@ answers, answers held past the read timeout, 2xx answers with their JSON cut sho
 reset before the request is handled and dropped after its effect, a 429 storm, an account whose
 token is refused and a provider that always fails. Real workers deliver through the real
 gateway. Every event ends delivered or dead with its reason (never pending, failed or in flight),
-no lease is left expired without being reclaimed, and no create reaches a provider twice."""
+but for the later events of a task whose earlier event died, which wait behind it, never sent,
+until an operator acts (by design: docs/operations.md, "A dead event holds back the later events
+of the same task"). No lease is left expired without being reclaimed, and no create reaches a
+provider twice."""
 
 import uuid
 
 import pytest
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from outbox_app.models import DeliveryAttempt, OutboxEvent
@@ -15,12 +19,29 @@ from providers_app.sandbox import SandboxServer
 from providers_app.services import provider_create
 from tasks_app.services import task_bulk_create, task_update
 from tests.markers import real_services
-from tests.reliability.conftest import all_settled, assert_each_create_made_once, drive
+from tests.reliability.conftest import assert_each_create_made_once, drive
 
 pytestmark = real_services()
 
 Status = OutboxEvent.Status
 MAX_ATTEMPTS = 6
+ENDED = (Status.DELIVERED, Status.DEAD)
+
+
+def held_back():
+    """Events behind a dead earlier event of their task: the drain never claims them (the rename
+    of a task whose create died). Which ones, if any, depends on the random faults."""
+    dead_before = OutboxEvent.objects.filter(
+        status=Status.DEAD,
+        aggregate_type=OuterRef("aggregate_type"),
+        aggregate_id=OuterRef("aggregate_id"),
+        aggregate_version__lt=OuterRef("aggregate_version"),
+    )
+    return OutboxEvent.objects.filter(Exists(dead_before)).exclude(status__in=ENDED)
+
+
+def settled() -> bool:
+    return not OutboxEvent.objects.exclude(status__in=ENDED).exclude(pk__in=held_back().values("pk")).exists()
 
 
 @pytest.fixture
@@ -89,11 +110,15 @@ def test_every_event_ends_delivered_or_dead_with_its_reason_whatever_the_provide
         stale = timezone.now() - timezone.timedelta(seconds=3)
         overdue.extend(str(e) for e in OutboxEvent.objects.filter(status=Status.PROCESSING, locked_until__lt=stale))
 
-    drive(pool, all_settled, timeout=75, every=0.2, tick=no_lease_left_expired)
+    drive(pool, settled, timeout=75, every=0.2, tick=no_lease_left_expired)
 
     assert overdue == []
     final = OutboxEvent.objects.select_related("provider")
-    assert not final.exclude(status__in=[Status.DELIVERED, Status.DEAD]).exists()
+    waiting = list(held_back())
+    assert not final.exclude(status__in=ENDED).exclude(pk__in=[e.pk for e in waiting]).exists()
+    for event in waiting:  # held, not lost: pending, never sent, nobody's lease
+        assert event.status == Status.PENDING and event.locked_until is None, event
+        assert not DeliveryAttempt.objects.filter(event=event).exists(), event
     assert not final.filter(locked_until__isnull=False).exists()
     for event in final.filter(status=Status.DEAD):
         assert event.error_message, event  # its reason
