@@ -3,9 +3,9 @@
 Every API request runs one small script (``archangel.auth``: the token cache's generation and
 the throttle's count). Through ``Script.__call__`` that round trip went through the client's
 ``evalsha``, ``execute_command``, its retry wrapper and a lambda on the way out, and through its
-response callbacks on the way back: about as much CPU as sending and reading the command
-(docs/benchmarks.md, "Tail latency"). Here the common case takes a connection from the
-client's pool, sends ``EVALSHA`` and reads the answer.
+response callbacks on the way back: a quarter of the call's CPU (docs/benchmarks.md, "Tail
+latency", item 7). Here the common case takes a connection from the client's pool, sends
+``EVALSHA`` and reads the answer.
 
 Anything else goes through ``Script.__call__`` as before, so nothing about failures changes: a
 script the server does not know (restarted, ``SCRIPT FLUSH``) is loaded and run again, and a

@@ -40,6 +40,23 @@ def _no_provider_rows_of_an_earlier_test():
 
 
 @pytest.fixture
+def redis_commands(monkeypatch) -> list:
+    """The name of every command sent to Redis from now on, by any client layer, connection
+    handshakes included (recorded where redis-py writes to the socket)."""
+    import redis
+
+    commands = []
+    real = redis.connection.AbstractConnection.send_command
+
+    def record(self, *args, **kwargs):
+        commands.append(args[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", record)
+    return commands
+
+
+@pytest.fixture
 def user(db, django_user_model):
     return django_user_model.objects.create_user(username="alice", password="pw-alice-123")
 

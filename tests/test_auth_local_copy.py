@@ -80,9 +80,7 @@ def test_an_unreachable_cache_keeps_no_copy(token, monkeypatch):
 
 
 @pytest.mark.redis
-def test_on_redis_a_known_token_costs_one_round_trip_with_the_throttle(token, settings, monkeypatch):
-    import redis
-
+def test_on_redis_a_known_token_costs_one_round_trip_with_the_throttle(token, settings, monkeypatch, redis_commands):
     settings.CACHES = {
         "default": {
             "BACKEND": "archangel.cache.RedisCache",
@@ -93,14 +91,7 @@ def test_on_redis_a_known_token_costs_one_round_trip_with_the_throttle(token, se
     settings.ARCHANGEL = {**settings.ARCHANGEL, "THROTTLE_RATE": "4/min"}
     monkeypatch.setattr("archangel.throttling.time.time", lambda: 1_800_000_010.0)  # mid-window
     monkeypatch.setattr("archangel.auth.time.time", lambda: 1_800_000_010.0)
-    commands = []
-    real = redis.connection.AbstractConnection.send_command
-
-    def record(self, *args, **kwargs):  # every command sent, whichever client layer sends it
-        commands.append(args[0])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", record)
+    commands = redis_commands
     client = token_client(token.key)
     assert client.get("/api/tasks").status_code == 200  # fetched: generation, entry, set, count
     # The first check loads the script if this Redis has not seen it yet (a few more commands).

@@ -23,41 +23,28 @@ def client():
     client.close()
 
 
-def _sent(monkeypatch) -> list:
-    commands = []
-    real = redis.connection.AbstractConnection.send_command
-
-    def record(self, *args, **kwargs):
-        commands.append(args[0])
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", record)
-    return commands
-
-
-def test_a_known_script_is_one_evalsha_on_a_pooled_connection(client, monkeypatch):
+def test_a_known_script_is_one_evalsha_on_a_pooled_connection(client, redis_commands):
     script = client.register_script(SCRIPT)
     assert run_script(script, ["test:redis_script:n"], ["x"]) == [1, b"x"]  # loaded here if need be
-    sent = _sent(monkeypatch)
+    redis_commands.clear()  # counted from here: the script is known now
     assert run_script(script, ["test:redis_script:n"], ["y"]) == [2, b"y"]
-    assert sent == ["EVALSHA"]
+    assert redis_commands == ["EVALSHA"]
     # The connection went back to the pool: the next call takes it again, opens no other.
     assert len(client.connection_pool._available_connections) == 1
     assert run_script(script, ["test:redis_script:n"], ["z"]) == [3, b"z"]
     assert client.connection_pool._created_connections == 1
 
 
-def test_a_script_the_server_does_not_know_is_loaded_on_the_same_connection(client, monkeypatch):
+def test_a_script_the_server_does_not_know_is_loaded_on_the_same_connection(client, redis_commands):
     # A body no server has seen (as after a restart of Redis, without a SCRIPT FLUSH that would
     # take every other test's and process's scripts with it).
     script = client.register_script(f"-- {uuid.uuid4().hex}\n" + SCRIPT)
-    sent = _sent(monkeypatch)
     assert run_script(script, ["test:redis_script:n"], ["a"]) == [1, b"a"]
-    assert sent == ["EVALSHA", "EVALSHA", "SCRIPT LOAD", "EVALSHA"]  # ours, then the client's own path
+    assert redis_commands == ["EVALSHA", "EVALSHA", "SCRIPT LOAD", "EVALSHA"]  # ours, then the client's own path
     assert client.connection_pool._created_connections == 1
-    sent.clear()
+    redis_commands.clear()
     assert run_script(script, ["test:redis_script:n"], ["b"]) == [2, b"b"]
-    assert sent == ["EVALSHA"]
+    assert redis_commands == ["EVALSHA"]
 
 
 def test_a_connection_the_server_closed_is_dropped_and_the_call_retried(client):
