@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,13 @@ BENCH_DB = os.environ.get("BENCH_DATABASE", "archangel_bench")
 if not BENCH_DB.startswith("archangel_bench") or not BENCH_DB.replace("_", "").isalnum():
     # The bench drops and re-creates this database: never let it name a real one.
     raise SystemExit(f"BENCH_DATABASE must start with archangel_bench and be alphanumeric, got {BENCH_DB!r}")
+
+# The cache key prefix of the current bench database (CACHE_KEY_PREFIX; fresh_database makes a new
+# one). Each fresh database numbers its users from 1 again, while the bench's Redis database keeps
+# what earlier runs left: a user's throttle window (12,000 requests a minute) then counted an
+# earlier run's requests made under the same user id, and a second ingest run within the same
+# minute got 429s. A new namespace per database keeps every run's cache its own; old keys expire.
+_cache_prefix = f"archangel-bench-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -49,7 +57,10 @@ def db_url(name: str = BENCH_DB) -> str:
 
 
 def fresh_database() -> str:
-    """Drop and create the bench database, migrate it, return its URL."""
+    """Drop and create the bench database, give it a cache namespace of its own, migrate it,
+    return its URL."""
+    global _cache_prefix
+    _cache_prefix = f"archangel-bench-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL.replace("postgres://", "postgresql://"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
@@ -66,6 +77,7 @@ def service_env(database_url: str, **extra: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "archangel.settings",
             "LOG_LEVEL": "warning",
             "DEBUG": "false",
+            "CACHE_KEY_PREFIX": _cache_prefix,
         }
     )
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")

@@ -32,7 +32,8 @@ SINGLE_ROUTES = 300
 
 def _django(database_url: str) -> None:
     """Point Django at the freshly created bench database (the same name every scenario)."""
-    os.environ.update({k: v for k, v in service_env(database_url).items() if k in ("DATABASE_URL", "REDIS_URL")})
+    wanted = ("DATABASE_URL", "REDIS_URL", "CACHE_KEY_PREFIX")
+    os.environ.update({k: v for k, v in service_env(database_url).items() if k in wanted})
     os.environ["DJANGO_SETTINGS_MODULE"] = "archangel.settings"
     import django
     from django.apps import apps
