@@ -11,7 +11,15 @@ from providers_app.models import Provider, WebhookDelivery
 ALL_SECRET_KEYS = sorted({key for spec in SPECS.values() for key in spec.secret})
 
 
-class ProviderForm(forms.ModelForm):
+def _secret_field(key: str) -> forms.CharField:
+    return forms.CharField(
+        label=key,
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+
+
+class _ProviderFormBase(forms.ModelForm):
     """Secrets are write-only: a blank field keeps the stored value, nothing is ever shown."""
 
     class Meta:
@@ -20,22 +28,19 @@ class ProviderForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # The model gives every row its UUID on construction, so ``pk`` is set on
+        # the add page too; ``_state.adding`` is what tells a new provider apart.
+        if self.instance._state.adding:
+            return
+        self.fields["type"].disabled = True
+        status = self.instance.secrets_set()
         for key in ALL_SECRET_KEYS:
-            self.fields[f"secret_{key}"] = forms.CharField(
-                label=key,
-                required=False,
-                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-                help_text="Leave blank to keep the stored value." if self.instance.pk else "",
-            )
-        if self.instance.pk:
-            self.fields["type"].disabled = True
-            status = self.instance.secrets_set()
-            for key in ALL_SECRET_KEYS:
-                if key in status:
-                    state = {True: "Set. ", False: "Not set. ", None: "Stored, but unreadable with the current keys. "}
-                    self.fields[f"secret_{key}"].help_text = (
-                        state[status[key]] + "Leave blank to keep the stored value."
-                    )
+            if key in status:
+                state = {True: "Set. ", False: "Not set. ", None: "Stored, but unreadable with the current keys. "}
+                help_text = state[status[key]] + "Leave blank to keep the stored value."
+            else:
+                help_text = f"Not a setting of a {self.instance.type} provider."
+            self.fields[f"secret_{key}"].help_text = help_text
 
     def clean(self):
         cleaned = super().clean()
@@ -53,7 +58,7 @@ class ProviderForm(forms.ModelForm):
         cleaned["config"] = config
         try:
             services.provider_check_config(
-                provider=self.instance if self.instance.pk else None,
+                provider=None if self.instance._state.adding else self.instance,
                 provider_type=provider_type,
                 config=config,
                 partial=False,
@@ -66,6 +71,13 @@ class ProviderForm(forms.ModelForm):
         return cleaned
 
 
+# One password field per secret key of any provider type, declared on the class so the admin
+# renders them (a field added in __init__ is not in the admin's fieldsets).
+ProviderForm = type(
+    "ProviderForm", (_ProviderFormBase,), {f"secret_{key}": _secret_field(key) for key in ALL_SECRET_KEYS}
+)
+
+
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
@@ -73,7 +85,27 @@ class ProviderAdmin(admin.ModelAdmin):
     list_filter = ["type", "health_status"]
     search_fields = ["name"]
     readonly_fields = ["health_status", "created_at", "updated_at"]
-    actions = ["test_connection", "reset_breaker", "refresh_metadata", "register_webhooks", "unregister_webhooks"]
+    fieldsets = [
+        (None, {"fields": ["name", "type", "config", "weight", "health_status"]}),
+        (
+            "Secrets",
+            {
+                "description": "Write-only and encrypted at rest: a stored value is never shown. "
+                "Fill in only the ones of this provider's type.",
+                "fields": [f"secret_{key}" for key in ALL_SECRET_KEYS],
+            },
+        ),
+        (None, {"fields": ["created_at", "updated_at"]}),
+    ]
+    actions = [
+        "test_connection",
+        "reset_breaker",
+        "disable",
+        "enable",
+        "refresh_metadata",
+        "register_webhooks",
+        "unregister_webhooks",
+    ]
 
     def get_queryset(self, request):
         self._breaker_states = None  # filled once per changelist, see breaker()
@@ -116,6 +148,20 @@ class ProviderAdmin(admin.ModelAdmin):
             breakers.reset(provider)
             record([Entry("reset_breaker", "providers_app.provider", str(provider.pk), provider.name)])
         self.message_user(request, f"Closed the breaker of {queryset.count()} provider(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable (no routing, deliveries wait)")
+    def disable(self, request, queryset):
+        self._set_health(request, queryset, Provider.Health.DISABLED)
+
+    @admin.action(description="Enable (back to the health its breaker reports)")
+    def enable(self, request, queryset):
+        self._set_health(request, queryset, Provider.Health.ACTIVE)
+
+    def _set_health(self, request, queryset, health):
+        # Through the service, one save per provider: each is audited like any other edit.
+        for provider in queryset:
+            saved = services.provider_update(provider=provider, data={"health_status": health}, partial=True)
+            self.message_user(request, f"{saved.name}: {saved.health_status}.", messages.SUCCESS)
 
     @admin.action(description="Refresh provider metadata (statuses, lists, labels, projects, user ids)")
     def refresh_metadata(self, request, queryset):

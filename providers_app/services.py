@@ -53,17 +53,52 @@ def _merged_config(provider: Provider | None, provider_type: str, config: Any, *
     return merged, changes
 
 
-def provider_create(*, name: str, type: str, config: Any, weight: int = 100) -> Provider:
+# What an operator may set. ``degraded`` and ``down`` are the circuit breaker's to say
+# (providers_app/breakers.py mirrors it into the row); ``disabled`` takes a provider out of
+# routing and delivery until an operator sets ``active`` again.
+OPERATOR_HEALTH = (Provider.Health.ACTIVE, Provider.Health.DISABLED)
+
+
+def _check_operator_health(value: str) -> None:
+    if value not in OPERATOR_HEALTH:
+        raise InvalidInput(
+            {"health_status": ["Only 'active' or 'disabled' can be set; 'degraded' and 'down' follow the breaker."]}
+        )
+
+
+def provider_create(
+    *, name: str, type: str, config: Any, weight: int = 100, health_status: str = Provider.Health.ACTIVE
+) -> Provider:
+    _check_operator_health(health_status)
     _, changes = _merged_config(None, type, config, partial=False)
-    provider = Provider(name=name, type=type, weight=weight)
+    provider = Provider(name=name, type=type, weight=weight, health_status=health_status)
     provider.apply_config(changes)
     provider.save()
     return provider
 
 
+def _enabled_health(provider: Provider) -> str:
+    """The health a provider being enabled returns to: what its circuit breaker says."""
+    from providers_app import breakers
+
+    state = breakers.states([provider.pk])[str(provider.pk)]
+    return {
+        breakers.OPEN: Provider.Health.DOWN,
+        breakers.HALF_OPEN: Provider.Health.DEGRADED,
+    }.get(state, Provider.Health.ACTIVE)
+
+
 def provider_update(*, provider: Provider, data: dict[str, Any], partial: bool) -> Provider:
+    """Change a provider's name, weight, config or (``active`` | ``disabled``) health_status.
+
+    Setting ``active`` on a disabled provider returns it to the health its breaker reports
+    (``down`` while the breaker is open: reset the breaker to close it now); on a provider
+    that is not disabled it leaves the breaker's verdict as it is.
+    """
     if "type" in data and data["type"] != provider.type:
         raise InvalidInput({"type": ["Cannot be changed; create a new provider instead."]})
+    if "health_status" in data:
+        _check_operator_health(data["health_status"])
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=provider.pk)
         if "config" in data:
@@ -72,7 +107,12 @@ def provider_update(*, provider: Provider, data: dict[str, Any], partial: bool) 
         for name in ("name", "weight"):
             if name in data:
                 setattr(provider, name, data[name])
-        provider.save()
+        wanted = data.get("health_status")
+        if wanted == Provider.Health.DISABLED:
+            provider.health_status = Provider.Health.DISABLED
+        elif wanted == Provider.Health.ACTIVE and provider.health_status == Provider.Health.DISABLED:
+            provider.health_status = _enabled_health(provider)
+        provider.save()  # post_save drops routing's copy of the provider rows (tasks_app/selectors.py)
     if "config" in data:
         # New containers or credentials: what was cached about the old ones may not hold.
         transaction.on_commit(lambda: metadata.invalidate(str(provider.pk)))

@@ -9,12 +9,18 @@ class ProviderSerializer(serializers.ModelSerializer):
         'write-only: they read back as {"set": true|false}; sending that placeholder back keeps the stored value, '
         "null removes it."
     )
-    health_status = serializers.CharField(read_only=True)
+    health_status = serializers.ChoiceField(
+        choices=Provider.Health.choices,
+        required=False,
+        help_text="`disabled` (an operator's decision) takes the provider out of routing and delivery; `active` "
+        "gives it back, with the health its circuit breaker reports. `degraded` and `down` follow the breaker "
+        "and cannot be set.",
+    )
 
     class Meta:
         model = Provider
         fields = ["id", "name", "type", "config", "health_status", "weight", "created_at", "updated_at"]
-        read_only_fields = ["id", "health_status", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
 
     def to_representation(self, instance):
         data = super().to_representation(instance)

@@ -45,7 +45,11 @@ class ProviderViewSet(
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.provider_create(
-            name=data["name"], type=data["type"], config=data["config"], weight=data.get("weight", 100)
+            name=data["name"],
+            type=data["type"],
+            config=data["config"],
+            weight=data.get("weight", 100),
+            health_status=data.get("health_status", Provider.Health.ACTIVE),
         )
 
     def perform_update(self, serializer):

@@ -72,3 +72,45 @@ def test_refresh_metadata_drops_the_providers_cached_metadata_and_is_audited(sta
     assert len(reads) == 3
     entry = AuditEntry.objects.get(action="refresh_metadata")
     assert (entry.object_id, entry.source) == (str(provider.pk), "admin")
+
+
+def test_the_add_page_opens_and_adds_a_provider_with_its_secrets_encrypted(staff):
+    page = staff.get(f"{CHANGELIST}add/")
+    assert page.status_code == 200
+    add_page = page.content.decode()
+    assert "secret_api_token" in add_page and "Leave blank to keep" not in add_page  # nothing stored yet
+    form = {
+        "name": "TD from the admin",
+        "type": "todoist",
+        "config": "{}",
+        "weight": "100",
+        "secret_api_token": "tok-from-admin",
+    }
+    response = staff.post(f"{CHANGELIST}add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    provider = Provider.objects.get(name="TD from the admin")
+    assert provider.secret_config() == {"api_token": "tok-from-admin"}
+    assert "tok-from-admin" not in str(provider.secrets)  # encrypted at rest
+    change = staff.get(f"{CHANGELIST}{provider.pk}/change/").content.decode()
+    assert "tok-from-admin" not in change and "Set. Leave blank" in change
+
+
+def test_the_add_page_names_a_missing_secret(staff):
+    form = {"name": "TD no token", "type": "todoist", "config": "{}", "weight": "100"}
+    response = staff.post(f"{CHANGELIST}add/", form)
+    assert response.status_code == 200 and "api_token" in response.content.decode()
+    assert not Provider.objects.filter(name="TD no token").exists()
+
+
+def test_disable_and_enable_actions_are_audited(staff):
+    provider = make_provider("trello", name="TR switch")
+    assert "TR switch: disabled." in _act(staff, "disable", provider).content.decode()
+    assert Provider.objects.get(pk=provider.pk).health_status == Provider.Health.DISABLED
+    assert "TR switch: active." in _act(staff, "enable", provider).content.decode()
+    assert Provider.objects.get(pk=provider.pk).health_status == Provider.Health.ACTIVE
+    entries = AuditEntry.objects.filter(object_id=str(provider.pk), source="admin").order_by("id")
+    changes = [e.changes for e in entries]
+    assert [c["health_status"] for c in changes if "health_status" in c] == [
+        ["active", "disabled"],
+        ["disabled", "active"],
+    ]

@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from providers_app import breakers
+from providers_app.adapters.base import TransientError
 from providers_app.models import Provider
 from tests.api.test_tasks_api import assert_envelope
 from tests.factories import PROVIDER_CONFIGS, make_provider
@@ -111,12 +113,54 @@ def test_a_patch_that_would_remove_a_required_secret_is_refused(operator_api):
     assert provider.secret_config()["api_token"] == "pk_test_clickup_token"
 
 
-def test_type_cannot_change_and_health_is_read_only(operator_api):
+def test_type_cannot_change_and_the_breakers_health_values_cannot_be_set(operator_api):
     provider = make_provider("clickup")
+    name = provider.name
     assert_envelope(operator_api.patch(f"/api/providers/{provider.pk}", {"type": "todoist"}), 400, "invalid", "type")
-    assert operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "down"}).status_code == 200
+    for value in ("down", "degraded", "bogus"):
+        response = operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": value, "name": "renamed"})
+        assert_envelope(response, 400, "invalid", "health_status")
     provider.refresh_from_db()
-    assert provider.health_status == "active"
+    assert (provider.health_status, provider.name) == ("active", name)
+
+
+def test_an_operator_disables_and_enables_a_provider(operator_api):
+    provider = make_provider("clickup")
+    url = f"/api/providers/{provider.pk}"
+    response = operator_api.patch(url, {"health_status": "disabled"})
+    assert response.status_code == 200 and response.json()["health_status"] == "disabled"
+    provider.refresh_from_db()
+    assert provider.health_status == "disabled"
+    # The breaker's verdicts never override an operator's decision.
+    breakers.mirror_state(provider.pk, provider.name, breakers.CLOSED)
+    provider.refresh_from_db()
+    assert provider.health_status == "disabled"
+    # Routing and task creation see it at once.
+    response = operator_api.post("/api/tasks", {"title": "to a disabled provider", "provider": str(provider.pk)})
+    assert_envelope(response, 400, "invalid", "provider")
+    assert operator_api.patch(url, {"health_status": "active"}).json()["health_status"] == "active"
+    assert operator_api.post("/api/tasks", {"title": "back", "provider": str(provider.pk)}).status_code == 201
+
+
+def test_enabling_returns_a_provider_to_what_its_breaker_says(operator_api, settings):
+    provider = make_provider("todoist")
+    operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "disabled"})
+    for _ in range(settings.PROVIDERS["BREAKER_FAIL_MAX"]):
+        breakers.record_failure(provider, TransientError("503 from the provider", status_code=503))
+    provider.refresh_from_db()
+    assert provider.health_status == "disabled"  # the breaker opened meanwhile, the operator's word stands
+    assert operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "active"}).json()[
+        "health_status"
+    ] == "down"
+
+
+def test_a_provider_can_be_created_disabled(operator_api):
+    body = {"name": "later", "type": "todoist", "config": {"api_token": "tok-later"}, "health_status": "disabled"}
+    response = operator_api.post("/api/providers", body)
+    assert response.status_code == 201 and response.json()["health_status"] == "disabled"
+    body = {**body, "name": "never", "health_status": "down"}
+    assert_envelope(operator_api.post("/api/providers", body), 400, "invalid", "health_status")
+    assert not Provider.objects.filter(name="never").exists()
 
 
 def test_provider_health_endpoint(operator_api):
