@@ -86,7 +86,7 @@ def parse_body(response: requests.Response) -> Any:
         return None
     try:
         return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         return content.decode(response.encoding or "utf-8", errors="replace")
 
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from archangel.parsers import MAX_DEPTH, nested_deeper_than
 from providers_app.config import CLICKUP, TODOIST, TRELLO
 
 # Header each provider signs with (docs/provider-apis.md §4).
@@ -94,10 +95,12 @@ def sign(provider_type: str, *, body: bytes, secret: str, callback_url: str = ""
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise PayloadError("The body is not JSON.") from None
     if not isinstance(payload, dict):
         raise PayloadError("The body is not a JSON object.")
+    if nested_deeper_than(payload, MAX_DEPTH):  # no provider's event nests like that (archangel/parsers.py)
+        raise PayloadError(f"The body nests more than {MAX_DEPTH} levels deep.")
     return payload
 
 

@@ -160,3 +160,44 @@ def test_a_page_that_is_not_a_positive_number_or_past_the_end_is_a_400_naming_pa
     response = api.get("/api/tasks", {"page": "7"})
     assert response.status_code == 400
     assert response.json()["error"]["fields"]["page"] == ["There is no page 7; the last page is 1."]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/tasks", '{"title": "deep", "description": ' + "[" * 1000 + "]" * 1000 + "}"),
+        ("/api/tasks/bulk", '{"tasks": [' + "[" * 5000 + "]" * 5000 + "]}"),
+        ("/api/tasks", "[" * 100_000),  # unclosed, a 100 KB body under the cap
+        ("/api/clients", '{"name": "deep", "x": ' + "{" + '"a": {' * 40 + "}" * 41 + "}"),
+    ],
+)
+def test_a_body_nested_too_deeply_is_a_parse_error_that_writes_nothing(api, path, body):
+    from archangel.parsers import MAX_DEPTH
+
+    error = assert_envelope(api.generic("POST", path, body, content_type="application/json"), 400, "parse_error")
+    assert f"more than {MAX_DEPTH} levels" in error["message"]
+    assert Task.objects.count() == 0 and OutboxEvent.objects.count() == 0
+
+
+def test_a_provider_config_nested_too_deeply_is_refused(operator_api):
+    from providers_app.models import Provider
+
+    config = {"api_token": "tok"}
+    inner = config
+    for _ in range(40):
+        inner["extra"] = {}
+        inner = inner["extra"]
+    response = operator_api.post("/api/providers", {"name": "deep", "type": "todoist", "config": config})
+    assert_envelope(response, 400, "parse_error")
+    assert not Provider.objects.exists()
+
+
+def test_ordinary_nesting_still_parses():
+    from archangel.parsers import MAX_DEPTH, nested_deeper_than
+
+    value: list = []
+    for _ in range(MAX_DEPTH - 1):
+        value = [value]
+    assert not nested_deeper_than(value, MAX_DEPTH)
+    assert nested_deeper_than([value], MAX_DEPTH)
+    assert not nested_deeper_than("scalar", MAX_DEPTH)

@@ -149,9 +149,10 @@ def test_enabling_returns_a_provider_to_what_its_breaker_says(operator_api, sett
         breakers.record_failure(provider, TransientError("503 from the provider", status_code=503))
     provider.refresh_from_db()
     assert provider.health_status == "disabled"  # the breaker opened meanwhile, the operator's word stands
-    assert operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "active"}).json()[
-        "health_status"
-    ] == "down"
+    assert (
+        operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "active"}).json()["health_status"]
+        == "down"
+    )
 
 
 def test_a_provider_can_be_created_disabled(operator_api):

@@ -126,6 +126,13 @@ def test_parse_body_survives_bad_bytes():
     assert isinstance(parse_body(response), str)
 
 
+def test_parse_body_survives_an_answer_nested_thousands_deep():
+    response = requests.Response()
+    response._content = b"[" * 100_000
+    response.encoding = "utf-8"
+    assert isinstance(parse_body(response), str)
+
+
 @responses.activate
 def test_secrets_never_reach_errors_or_logs(caplog):
     responses.get(f"{BASE}/cards/1", body="invalid token T1 for key K1", status=401)

@@ -192,6 +192,13 @@ def test_authentic_but_not_json_is_400(client, providers):
     assert WebhookDelivery.objects.count() == 0
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}"])
+def test_authentic_but_nested_thousands_deep_is_400(client, providers, body):
+    response = post(client, "todoist", body=body, path=f"/api/webhooks/todoist/{providers['todoist'].pk}")
+    assert response.status_code == 400
+    assert WebhookDelivery.objects.count() == 0
+
+
 def test_webhooks_need_no_token_and_are_not_throttled(client, providers, settings):
     settings.ARCHANGEL = {**settings.ARCHANGEL, "THROTTLE_RATE": "1/min"}
     for i in range(3):
