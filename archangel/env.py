@@ -88,4 +88,13 @@ def env_url(name: str, schemes: set[str]) -> str:
     # sqlite:///path, unix:///socket and postgres:///db (the local socket) need no host.
     if not parts.hostname and parts.scheme in {"redis", "rediss"}:
         raise ImproperlyConfigured(f"{name} has no host name")
+    # What would otherwise fail later, far from the variable, or run on something useless.
+    database = parts.path.removeprefix("/")
+    if parts.scheme in {"redis", "rediss"} and database and not database.isdigit():
+        raise ImproperlyConfigured(f"{name}: the database after the host must be a number (/0), got {database!r}")
+    if parts.scheme in {"postgres", "postgresql", "pgsql"} and not database:
+        raise ImproperlyConfigured(f"{name} names no database (postgres://user@host:5432/<database>)")
+    if parts.scheme == "sqlite" and database in {"", ":memory:"}:
+        # Each process (web, worker, beat) would get a database of its own.
+        raise ImproperlyConfigured(f"{name}: an in-memory SQLite database cannot be shared; give a file path")
     return raw
