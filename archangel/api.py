@@ -134,7 +134,35 @@ class Pagination(PageNumberPagination):
 
 class NullsLastOrderingFilter(OrderingFilter):
     """``?ordering=-score``: rows without a value sort last both ways, and ``id`` breaks ties
-    so that pages never overlap or skip rows."""
+    so that pages never overlap or skip rows. An unknown field is a 400 naming ``ordering``
+    (DRF drops it silently, which hides a client's typo behind a plausible answer), and the
+    schema lists the fields a view sorts by."""
+
+    def remove_invalid_fields(self, queryset, fields, view, request):
+        valid = [item[0] for item in self.get_valid_fields(queryset, view, {"request": request})]
+        fields = [term for term in fields if term]  # "score," is "score"
+        unknown = [term for term in fields if term.removeprefix("-") not in valid]
+        if unknown:
+            raise InvalidInput(
+                {self.ordering_param: [f"Unknown field {unknown[0]!r}; sort by {', '.join(valid)} (- for descending)."]}
+            )
+        return fields
+
+    def get_schema_operation_parameters(self, view):
+        fields = list(getattr(view, "ordering_fields", None) or [])
+        if not fields or fields == "__all__":
+            return super().get_schema_operation_parameters(view)
+        return [
+            {
+                "name": self.ordering_param,
+                "required": False,
+                "in": "query",
+                "description": f"Comma-separated fields to sort by, - for descending: {', '.join(fields)}.",
+                "schema": {"type": "array", "items": {"type": "string", "enum": [*fields, *(f"-{f}" for f in fields)]}},
+                "style": "form",
+                "explode": False,
+            }
+        ]
 
     def filter_queryset(self, request, queryset, view):
         ordering = self.get_ordering(request, queryset, view)

@@ -61,6 +61,10 @@ def test_the_schema_documents_every_endpoint_and_the_error_envelope(api):
     create = paths["/api/tasks"]["post"]
     assert {"201", "200", "400", "401", "422"} <= set(create["responses"])
     assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
+    ordering = next(p for p in paths["/api/tasks"]["get"]["parameters"] if p["name"] == "ordering")
+    assert set(ordering["schema"]["items"]["enum"]) == {
+        f"{sign}{name}" for sign in ("", "-") for name in ("score", "deadline", "created_at", "priority")
+    }
 
 
 def test_the_schema_generates_without_warnings():

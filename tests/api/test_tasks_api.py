@@ -316,6 +316,10 @@ def test_bad_filter_values_are_400s(api):
     assert_envelope(api.get("/api/tasks", {"assignee": "nope"}), 400, "invalid", "assignee")
     assert_envelope(api.get("/api/tasks", {"deadline_before": "never"}), 400, "invalid", "deadline_before")
     assert_envelope(api.get("/api/tasks", {"page": 99}), 400, "invalid")  # past the last page: a bad parameter
+    error = assert_envelope(api.get("/api/tasks", {"ordering": "-score,bogus"}), 400, "invalid", "ordering")
+    assert "'bogus'" in error["fields"]["ordering"][0] and "score, deadline, created_at, priority" in error["message"]
+    assert_envelope(api.get("/api/tasks", {"ordering": "title"}), 400, "invalid", "ordering")  # a field, not sortable
+    assert api.get("/api/tasks", {"ordering": "-score,"}).status_code == 200
 
 
 def test_the_page_size_is_capped(api):
