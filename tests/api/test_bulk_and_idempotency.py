@@ -147,3 +147,39 @@ def test_concurrent_retries_with_one_idempotency_key_create_once(user):
     assert {code for code, _ in results} == {201}
     assert len({body["results"][0]["id"] for _, body in results}) == 1
     assert Task.objects.count() == 1 and IdempotencyRecord.objects.count() == 1
+
+
+@pytest.fixture
+def break_outbox(monkeypatch, api):
+    """Call it and every way a task change writes its outbox event raises, as a failing database would."""
+    import tasks_app.services as services
+
+    def explode(**kwargs):
+        raise RuntimeError("outbox down")
+
+    def apply():
+        monkeypatch.setattr(services, "outbox_enqueue_many", explode)
+        monkeypatch.setattr(services, "outbox_copy_many", explode)
+        api.raise_request_exception = False
+
+    return apply
+
+
+def test_a_failure_while_writing_the_outbox_leaves_no_single_task(api, break_outbox):
+    break_outbox()
+    assert api.post("/api/tasks", {"title": "lost?"}).status_code == 500
+    assert Task.objects.count() == 0 and OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("method", ["patch", "put", "delete"])
+def test_a_failure_while_writing_the_outbox_leaves_the_task_as_it_was(api, break_outbox, method):
+    created = api.post("/api/tasks", {"title": "Before", "priority": 2}).json()
+    before = Task.objects.values().get(pk=created["id"])
+    events = OutboxEvent.objects.count()
+    break_outbox()
+    body = None if method == "delete" else {"title": "After", "priority": 4, "status": "in_progress"}
+    response = getattr(api, method)(f"/api/tasks/{created['id']}", body)
+    assert response.status_code == 500
+    assert set(response.json()) == {"error"}
+    assert Task.objects.values().get(pk=created["id"]) == before
+    assert OutboxEvent.objects.count() == events

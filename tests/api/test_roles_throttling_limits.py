@@ -96,3 +96,28 @@ def test_create_api_token_sets_the_role(db):
     for role in ("operator", "read-only", "writer"):
         call_command("create_api_token", "zed", "--role", role, stdout=io.StringIO())
         assert role_from_db(get_user_model().objects.get(username="zed")) == role
+
+
+def test_the_printed_token_is_the_one_the_api_accepts_for_its_role(db):
+    import io
+
+    from django.core.management import call_command
+
+    from tests.clients import token_client
+
+    def token(name, *args):
+        out = io.StringIO()
+        call_command("create_api_token", name, *args, stdout=out)
+        return out.getvalue().strip()
+
+    writer = token_client(token("wendy"))
+    assert writer.post("/api/tasks", {"title": "by token"}).status_code == 201
+    assert token("wendy") == token("wendy", "--role", "writer")  # a rerun shows the same token
+    reader = token_client(token("rob", "--role", "read-only"))
+    assert reader.get("/api/tasks").status_code == 200
+    assert_envelope(reader.post("/api/tasks", {"title": "no"}), 403, "permission_denied")
+    assert_envelope(token_client("0" * 40).get("/api/tasks"), 401, "authentication_failed")
+    # Django REST framework's own command works too, for a user that exists (a writer by default).
+    out = io.StringIO()
+    call_command("drf_create_token", "rob", stdout=out)
+    assert token("rob", "--role", "read-only") in out.getvalue()
