@@ -302,3 +302,25 @@ def test_a_gunicorn_worker_freezes_its_loaded_application_and_once_more_after_it
         assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()
+
+
+# Variables read in the code: the settings' env_* helpers, os.environ reads, and argparse defaults.
+_READ = re.compile(
+    r"""(?:env_(?:str|bool|int|float|list|choice|url)\(|os\.environ(?:\.get\(|\[))\s*"([A-Z][A-Z0-9_]+)\""""
+)
+# Other tools' own variables, documented by them.
+_NOT_CONFIGURATION = {"DJANGO_SETTINGS_MODULE", "OTEL_PYTHON_DJANGO_EXCLUDED_URLS"}
+
+
+def test_every_variable_the_code_reads_is_in_env_example_and_the_readme():
+    read = set()
+    for folder in ("archangel", "tasks_app", "providers_app", "outbox_app"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if "migrations" not in path.parts:
+                read.update(_READ.findall(path.read_text()))
+    read -= _NOT_CONFIGURATION
+    assert len(read) > 60  # the pattern still finds them
+    example = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    readme = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", (ROOT / "README.md").read_text()))
+    assert sorted(read - example) == [], "missing from .env.example"
+    assert sorted(read - readme) == [], "missing from the README's configuration"
