@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 from outbox_app.models import OutboxEvent
 from tests.factories import make_provider
@@ -42,6 +43,11 @@ def browser_page(monkeypatch):
             yield page
         finally:
             browser.close()
+            # The ORM connections the test opened while Playwright's loop ran belong to that
+            # context: the test case's own teardown does not see them, and left open they kept
+            # a session on the test database until the end ("database is being accessed by
+            # other users" when pytest-django dropped it). Close them here, in that context.
+            connections.close_all()
 
 
 def _dead_letter(provider):
