@@ -14,7 +14,7 @@ class ProviderSerializer(serializers.ModelSerializer):
         required=False,
         help_text="`disabled` (an operator's decision) takes the provider out of routing and delivery; `active` "
         "gives it back, with the health its circuit breaker reports. `degraded` and `down` follow the breaker "
-        "and cannot be set.",
+        "and cannot be set (sending the value a provider has changes nothing, so a GET -> PUT round trip works).",
     )
 
     class Meta:

@@ -149,10 +149,12 @@ def test_enabling_returns_a_provider_to_what_its_breaker_says(operator_api, sett
         breakers.record_failure(provider, TransientError("503 from the provider", status_code=503))
     provider.refresh_from_db()
     assert provider.health_status == "disabled"  # the breaker opened meanwhile, the operator's word stands
-    assert (
-        operator_api.patch(f"/api/providers/{provider.pk}", {"health_status": "active"}).json()["health_status"]
-        == "down"
-    )
+    url = f"/api/providers/{provider.pk}"
+    assert operator_api.patch(url, {"health_status": "active"}).json()["health_status"] == "down"
+    # A GET -> PUT round trip sends "down" back: the value it has, accepted and unchanged.
+    body = operator_api.get(url).json()
+    response = operator_api.put(url, {k: body[k] for k in ("name", "type", "config", "health_status", "weight")})
+    assert response.status_code == 200 and response.json()["health_status"] == "down"
 
 
 def test_a_provider_can_be_created_disabled(operator_api):
