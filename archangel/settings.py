@@ -314,7 +314,7 @@ REST_FRAMEWORK = {
         "archangel.api.NullsLastOrderingFilter",
     ],
     "DEFAULT_PARSER_CLASSES": ["archangel.parsers.JSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    "DEFAULT_RENDERER_CLASSES": ["archangel.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "archangel.api.exception_handler",

@@ -201,3 +201,21 @@ def test_ordinary_nesting_still_parses():
     assert not nested_deeper_than(value, MAX_DEPTH)
     assert nested_deeper_than([value], MAX_DEPTH)
     assert not nested_deeper_than("scalar", MAX_DEPTH)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/tasks", '{"title": "k", "\\ud800": 1}', None),
+        ("/api/tasks/bulk", '{"tasks": [{"title": "k"}], "\\udfff": 1}', None),
+        ("/api/clients", '{"name": "c", "preferred_provider": "\\ud800"}', "preferred_provider"),
+        ("/api/assignees", '{"name": "a", "email": "a@example.com", "identities": [{"provider": "\\ud800"}]}', None),
+        ("/api/providers", '{"name": "p", "type": "\\ud800", "config": {}}', "type"),
+    ],
+)
+def test_an_unpaired_surrogate_echoed_in_an_error_is_still_a_400(operator_api, path, body, field):
+    response = operator_api.generic("POST", path, body, content_type="application/json")
+    error = assert_envelope(response, 400, "invalid", field)
+    assert "\\ud8" in response.content.decode("ascii") or "\\udf" in response.content.decode("ascii")
+    assert error["message"]
+    assert Task.objects.count() == 0 and OutboxEvent.objects.count() == 0
