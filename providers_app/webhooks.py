@@ -20,11 +20,13 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from archangel.parsers import MAX_DEPTH, nested_deeper_than
+from archangel.parsers import MAX_DEPTH
 from providers_app.config import CLICKUP, TODOIST, TRELLO
 
 # Header each provider signs with (docs/provider-apis.md §4).
@@ -92,16 +94,56 @@ def sign(provider_type: str, *, body: bytes, secret: str, callback_url: str = ""
 # --- reading the envelope ------------------------------------------------------------------------
 
 
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+# What PostgreSQL cannot store, in jsonb or text: NUL, and UTF-16 halves without their pair.
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(payload: dict) -> str | None:
+    """Why the payload cannot be stored as it is, or None. One pass, no recursion.
+
+    No provider sends any of it (docs/provider-apis.md), and the delivery row's jsonb
+    column and text fields would refuse it with an error at insert time."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:  # no provider's event nests like that (archangel/parsers.py)
+            return f"nests more than {MAX_DEPTH} levels deep"
+        for key, value in item.items() if type(item) is dict else enumerate(item):
+            if type(key) is str and _UNSTORABLE_TEXT.search(key):
+                return "holds a NUL character or an unpaired surrogate"
+            if type(value) is str:
+                if _UNSTORABLE_TEXT.search(value):
+                    return "holds a NUL character or an unpaired surrogate"
+            elif type(value) is float:
+                if not math.isfinite(value):
+                    return "holds a number too large for JSON (1e309 and beyond)"
+            elif isinstance(value, dict | list):
+                stack.append((value, depth + 1))
+    return None
+
+
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
+        # NaN and Infinity are Python's extensions, not JSON (RFC 8259 §6).
+        payload = json.loads(body, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise PayloadError("The body is not JSON.") from None
     if not isinstance(payload, dict):
         raise PayloadError("The body is not a JSON object.")
-    if nested_deeper_than(payload, MAX_DEPTH):  # no provider's event nests like that (archangel/parsers.py)
-        raise PayloadError(f"The body nests more than {MAX_DEPTH} levels deep.")
+    problem = _unstorable(payload)
+    if problem:
+        raise PayloadError(f"The body {problem}.")
     return payload
+
+
+def _history_items(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """ClickUp's ``history_items`` (§1.5): the objects of the list, or none when it is not a list."""
+    items = payload.get("history_items")
+    return [item for item in items if isinstance(item, Mapping)] if isinstance(items, list) else []
 
 
 def dedup_key(provider_type: str, payload: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> str:
@@ -114,8 +156,7 @@ def dedup_key(provider_type: str, payload: Mapping[str, Any], headers: Mapping[s
     """
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     if provider_type == CLICKUP:
-        items = payload.get("history_items") or []
-        ids = sorted(str(item.get("id")) for item in items if isinstance(item, Mapping) and item.get("id"))
+        ids = sorted(str(item.get("id")) for item in _history_items(payload) if item.get("id"))
         webhook = str(payload.get("webhook_id") or "")
         return f"{webhook}:{','.join(ids)}"[:255] if ids and webhook else digest
     if provider_type == TRELLO:
@@ -261,7 +302,7 @@ def parse_clickup_webhook(payload: Mapping[str, Any], config: Mapping[str, Any])
     if not event.startswith("task") or not task_id:
         return []  # list/folder/space/goal events say nothing about a task
     task_id = str(task_id)
-    items = [item for item in payload.get("history_items") or [] if isinstance(item, Mapping)]
+    items = _history_items(payload)
     occurred = max((when for item in items if (when := _ms(item.get("date")))), default=None)
     if event == "taskDeleted":
         return [RemoteChange(task_id, occurred_at=occurred, deleted=True)]

@@ -199,6 +199,34 @@ def test_authentic_but_nested_thousands_deep_is_400(client, providers, body):
     assert WebhookDelivery.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": NaN}',
+        b'{"x": -Infinity}',
+        b'{"event": 1e309}',
+        b'{"event": "item:added", "k": "a\\u0000b"}',
+        b'{"event": "item:added", "k": "\\ud800"}',
+        b'{"event": "item:added", "\\udfff": 1}',
+        b'{"event": "item:added", "event_data": {"labels": ["x\\u0000"]}}',
+    ],
+)
+def test_authentic_but_unstorable_is_400_and_stores_nothing(client, providers, body):
+    response = post(client, "todoist", body=body, path=f"/api/webhooks/todoist/{providers['todoist'].pk}")
+    assert response.status_code == 400, response.content
+    assert WebhookDelivery.objects.count() == 0
+
+
+@pytest.mark.parametrize("items", [True, -1, 1.5, "text", {"id": "1"}])
+def test_clickup_history_items_that_are_not_a_list_are_read_as_none(client, providers, items):
+    payload = {**example("clickup"), "history_items": items}
+    assert post(client, "clickup", payload).status_code == 200
+    from providers_app.webhooks import parse_clickup_webhook
+
+    changes = parse_clickup_webhook(payload, providers["clickup"].config)
+    assert all(not change.fields for change in changes)
+
+
 def test_webhooks_need_no_token_and_are_not_throttled(client, providers, settings):
     settings.ARCHANGEL = {**settings.ARCHANGEL, "THROTTLE_RATE": "1/min"}
     for i in range(3):
