@@ -9,6 +9,10 @@ from django.db.models import Q
 
 from tasks_app.status import CLOSED, OPEN, TaskStatus
 
+# Ten years. A longer SLA says nothing more, and computing "created + SLA" must stay within the
+# dates PostgreSQL can hold (80,000,000 hours did not).
+SLA_HOURS_MAX = 87_600
+
 
 def validate_timezone(value: str) -> None:
     if value not in available_timezones():
@@ -28,7 +32,10 @@ class Client(models.Model):
         help_text="0 (least) to 1 (most important).",
     )
     sla_hours = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Hours from creation within which this client's tasks should be done."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(SLA_HOURS_MAX)],
+        help_text="Hours from creation within which this client's tasks should be done (at most ten years).",
     )
     preferred_provider = models.ForeignKey(
         "providers_app.Provider", null=True, blank=True, on_delete=models.SET_NULL, related_name="preferred_by"
@@ -43,7 +50,8 @@ class Client(models.Model):
                 condition=Q(importance__gte=0) & Q(importance__lte=1), name="tasks_app_client_importance_range"
             ),
             models.CheckConstraint(
-                condition=Q(sla_hours__isnull=True) | Q(sla_hours__gt=0), name="tasks_app_client_sla_positive"
+                condition=Q(sla_hours__isnull=True) | (Q(sla_hours__gt=0) & Q(sla_hours__lte=SLA_HOURS_MAX)),
+                name="tasks_app_client_sla_range",
             ),
         ]
 

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from archangel.api import error_responses
 from tasks_app import analytics
+from tasks_app.api.serializers import DayField
 
 MAX_RANGE_DAYS = 366
 DEFAULT_PERFORMANCE_DAYS = 30
@@ -21,8 +22,8 @@ class DateRangeSerializer(serializers.Serializer):
 
     def get_fields(self):
         return {
-            "from": serializers.DateField(required=False, help_text="First day (YYYY-MM-DD, UTC), inclusive."),
-            "to": serializers.DateField(required=False, help_text="Last day (YYYY-MM-DD, UTC), inclusive."),
+            "from": DayField(required=False, help_text="First day (YYYY-MM-DD, UTC), inclusive."),
+            "to": DayField(required=False, help_text="Last day (YYYY-MM-DD, UTC), inclusive."),
         }
 
     def validate(self, attrs):

@@ -10,8 +10,21 @@ from rest_framework import serializers
 from providers_app.models import Provider
 from tasks_app import services
 from tasks_app.models import Assignee, AssigneeIdentity, Client, DailyPlan, RoutingDecision, Task
-from tasks_app.normalizer import DESCRIPTION_MAX, TITLE_MAX
+from tasks_app.normalizer import DEADLINE_MAX, DEADLINE_MIN, DESCRIPTION_MAX, TITLE_MAX
 from tasks_app.status import TaskStatus
+
+
+class DayField(serializers.DateField):
+    """A day (YYYY-MM-DD) in the years deadlines may fall in: days computed from it (the week
+    before, the day after, the time zones around it) stay within what dates can hold."""
+
+    def to_internal_value(self, value):
+        day = super().to_internal_value(value)
+        if not DEADLINE_MIN.date() <= day <= DEADLINE_MAX.date():
+            raise serializers.ValidationError(
+                f"Must be between {DEADLINE_MIN.date().isoformat()} and {DEADLINE_MAX.date().isoformat()}."
+            )
+        return day
 
 
 class RoutingDecisionSerializer(serializers.ModelSerializer):
@@ -285,7 +298,7 @@ class ProviderDownResponseSerializer(serializers.Serializer):
 
 
 class PlannerRequestSerializer(serializers.Serializer):
-    date = serializers.DateField(required=False, allow_null=True, help_text="YYYY-MM-DD; default: each person's today.")
+    date = DayField(required=False, allow_null=True, help_text="YYYY-MM-DD; default: each person's today.")
     assignee = serializers.UUIDField(required=False, allow_null=True, help_text="Default: every active assignee.")
 
 

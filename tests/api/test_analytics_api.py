@@ -109,9 +109,25 @@ def test_date_ranges_are_validated_in_the_envelope(api, anon, path):
     assert_envelope(api.get(path, {"from": "2026-03-10", "to": "2026-03-01"}), 400, "invalid", "to")
     assert_envelope(api.get(path, {"from": "2020-01-01", "to": "2026-01-01"}), 400, "invalid", "to")
     assert_envelope(api.get(path, {"since": "2026-01-01"}), 400, "invalid", "since")
+    # Days whose neighbours (the day after, the 30 days before) would leave the calendar.
+    assert_envelope(api.get(path, {"to": "9999-12-31"}), 400, "invalid", "to")
+    assert_envelope(api.get(path, {"to": "0001-01-01"}), 400, "invalid", "to")
+    assert_envelope(api.get(path, {"from": "0001-01-01", "to": "0001-01-02"}), 400, "invalid", "from")
+    assert api.get(path, {"from": "1970-01-02", "to": "1970-01-02"}).status_code == 200
+    assert api.get(path, {"from": "2999-12-31", "to": "2999-12-31"}).status_code == 200
     assert_envelope(anon.get(path), 401, "not_authenticated")
 
 
 def test_readers_may_read_analytics(reader_api):
     assert reader_api.get("/api/analytics/workload").status_code == 200
     assert reader_api.get("/api/analytics/performance").status_code == 200
+
+
+def test_the_longest_sla_a_client_may_have_still_computes_its_risk(api):
+    client = api.post("/api/clients", {"name": "Patient", "sla_hours": 87_600}).json()
+    assert api.post("/api/tasks", {"title": "No hurry", "client": client["id"]}).status_code == 201
+    response = api.get("/api/analytics/workload")
+    assert response.status_code == 200
+    assert sum(row["sla_at_risk"] for row in response.json()["assignees"]) == 0
+    assert sum(row["open_tasks"] for row in response.json()["assignees"]) == 1
+    assert api.get("/api/analytics/performance").status_code == 200

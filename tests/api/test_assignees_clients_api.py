@@ -88,6 +88,7 @@ def test_client_crud_and_validation(api):
     assert body["importance"] == 0.9
     assert_envelope(api.post("/api/clients", {"name": "Bad", "importance": 1.5}), 400, "invalid", "importance")
     assert_envelope(api.post("/api/clients", {"name": "Bad", "sla_hours": 0}), 400, "invalid", "sla_hours")
+    assert_envelope(api.post("/api/clients", {"name": "Bad", "sla_hours": 87_601}), 400, "invalid", "sla_hours")
     assert_envelope(api.post("/api/clients", {"name": "Acme"}), 400, "invalid", "name")
     assert api.patch(f"/api/clients/{body['id']}", {"sla_hours": None}).json()["sla_hours"] is None
     assert api.delete(f"/api/clients/{body['id']}").status_code == 204

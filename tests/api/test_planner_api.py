@@ -149,3 +149,16 @@ def test_the_email_beat_job_is_registered_and_editable_in_the_admin():
 
     entry = PeriodicTask.objects.get(task="tasks_app.send_daily_plan_emails")
     assert entry.enabled and entry.interval.every == 15
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "0001-01-07", "1970-01-01", "3000-01-01"])
+def test_a_plan_for_a_day_outside_1970_to_2999_is_a_400(api, day):
+    AssigneeFactory()
+    assert_envelope(api.post("/api/planner/daily", {"date": day}), 400, "invalid", "date")
+
+
+def test_plans_for_the_first_and_last_days_allowed(api):
+    AssigneeFactory(timezone="Pacific/Kiritimati")
+    AssigneeFactory(timezone="Pacific/Pago_Pago")
+    for day in ("1970-01-02", "2999-12-31"):
+        assert api.post("/api/planner/daily", {"date": day}).status_code in (200, 201), day
