@@ -157,6 +157,10 @@ class CachedTokenAuthentication(TokenAuthentication):
         return entry
 
     def authenticate_credentials(self, key):
+        # Keys are 40 hex characters (DRF's Token.generate_key); anything longer, or with a
+        # control character (a NUL made PostgreSQL refuse the lookup: a 500), is no key of ours.
+        if len(key) > 40 or not key.isprintable():
+            raise exceptions.AuthenticationFailed("Invalid token.")
         entry = self._local_entry(key)
         if entry is None:
             # Read before the entry: a revocation after this read moves it again, so a copy of

@@ -82,3 +82,10 @@ def test_deleting_the_operators_group_takes_the_role_away_at_once(db):
     assert client.post("/api/providers", body).status_code == 201
     Group.objects.get(name="operators").delete()
     assert_envelope(client.post("/api/providers", {**body, "name": "q"}), 403, "permission_denied")
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "x" * 41, "tab\there", "\x7f" * 40])
+def test_a_key_no_token_can_have_is_a_401_before_any_lookup(key, django_assert_num_queries):
+    client = token_client(key)
+    with django_assert_num_queries(0):
+        assert_envelope(client.get("/api/tasks"), 401, "authentication_failed")
