@@ -149,7 +149,7 @@ class NullsLastOrderingFilter(OrderingFilter):
         return fields
 
     def get_schema_operation_parameters(self, view):
-        fields = list(getattr(view, "ordering_fields", None) or [])
+        fields = getattr(view, "ordering_fields", None)
         if not fields or fields == "__all__":
             return super().get_schema_operation_parameters(view)
         return [

@@ -63,13 +63,20 @@ def _does_not_trip(exc: BaseException) -> bool:
     return not (isinstance(exc, ProviderError) and exc.trips_breaker)
 
 
+def health_of(state: str) -> str:
+    """The provider health a breaker state means: open → down, half-open → degraded, closed → active."""
+    from providers_app.models import Provider
+
+    return {OPEN: Provider.Health.DOWN, HALF_OPEN: Provider.Health.DEGRADED}.get(state, Provider.Health.ACTIVE)
+
+
 def mirror_state(provider_id, provider_name: str, state: str) -> None:
     """Write a breaker state into the provider row and the metric; an operator's ``disabled`` stays."""
     from providers_app.health import set_health
     from providers_app.models import Provider
 
     set_breaker_state(provider_name, state)
-    health = {OPEN: Provider.Health.DOWN, HALF_OPEN: Provider.Health.DEGRADED, CLOSED: Provider.Health.ACTIVE}[state]
+    health = health_of(state)
     try:
         changing = Provider.objects.filter(pk=provider_id).exclude(health_status__in=[Provider.Health.DISABLED, health])
         set_health(changing, health)

@@ -77,17 +77,6 @@ def provider_create(
     return provider
 
 
-def _enabled_health(provider: Provider) -> str:
-    """The health a provider being enabled returns to: what its circuit breaker says."""
-    from providers_app import breakers
-
-    state = breakers.states([provider.pk])[str(provider.pk)]
-    return {
-        breakers.OPEN: Provider.Health.DOWN,
-        breakers.HALF_OPEN: Provider.Health.DEGRADED,
-    }.get(state, Provider.Health.ACTIVE)
-
-
 def provider_update(*, provider: Provider, data: dict[str, Any], partial: bool) -> Provider:
     """Change a provider's name, weight, config or (``active`` | ``disabled``) health_status.
 
@@ -112,7 +101,10 @@ def provider_update(*, provider: Provider, data: dict[str, Any], partial: bool) 
         if wanted == Provider.Health.DISABLED:
             provider.health_status = Provider.Health.DISABLED
         elif wanted == Provider.Health.ACTIVE and provider.health_status == Provider.Health.DISABLED:
-            provider.health_status = _enabled_health(provider)
+            # Back to what its circuit breaker says.
+            from providers_app import breakers
+
+            provider.health_status = breakers.health_of(breakers.states([provider.pk])[str(provider.pk)])
         provider.save()  # post_save drops routing's copy of the provider rows (tasks_app/selectors.py)
     if "config" in data:
         # New containers or credentials: what was cached about the old ones may not hold.

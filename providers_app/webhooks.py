@@ -20,13 +20,11 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from archangel.parsers import MAX_DEPTH
+from archangel.parsers import json_problem
 from providers_app.config import CLICKUP, TODOIST, TRELLO
 
 # Header each provider signs with (docs/provider-apis.md §4).
@@ -98,34 +96,6 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-# What PostgreSQL cannot store, in jsonb or text: NUL, and UTF-16 halves without their pair.
-_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
-
-
-def _unstorable(payload: dict) -> str | None:
-    """Why the payload cannot be stored as it is, or None. One pass, no recursion.
-
-    No provider sends any of it (docs/provider-apis.md), and the delivery row's jsonb
-    column and text fields would refuse it with an error at insert time."""
-    stack: list[tuple[Any, int]] = [(payload, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_DEPTH:  # no provider's event nests like that (archangel/parsers.py)
-            return f"nests more than {MAX_DEPTH} levels deep"
-        for key, value in item.items() if type(item) is dict else enumerate(item):
-            if type(key) is str and _UNSTORABLE_TEXT.search(key):
-                return "holds a NUL character or an unpaired surrogate"
-            if type(value) is str:
-                if _UNSTORABLE_TEXT.search(value):
-                    return "holds a NUL character or an unpaired surrogate"
-            elif type(value) is float:
-                if not math.isfinite(value):
-                    return "holds a number too large for JSON (1e309 and beyond)"
-            elif isinstance(value, dict | list):
-                stack.append((value, depth + 1))
-    return None
-
-
 def parse_body(body: bytes) -> dict[str, Any]:
     try:
         # NaN and Infinity are Python's extensions, not JSON (RFC 8259 §6).
@@ -134,7 +104,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
         raise PayloadError("The body is not JSON.") from None
     if not isinstance(payload, dict):
         raise PayloadError("The body is not a JSON object.")
-    problem = _unstorable(payload)
+    # No provider sends any of it (docs/provider-apis.md); the delivery row's jsonb column
+    # and text fields would refuse it at insert time.
+    problem = json_problem(payload, storable=True)
     if problem:
         raise PayloadError(f"The body {problem}.")
     return payload

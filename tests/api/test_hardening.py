@@ -193,14 +193,14 @@ def test_a_provider_config_nested_too_deeply_is_refused(operator_api):
 
 
 def test_ordinary_nesting_still_parses():
-    from archangel.parsers import MAX_DEPTH, nested_deeper_than
+    from archangel.parsers import MAX_DEPTH, json_problem
 
     value: list = []
     for _ in range(MAX_DEPTH - 1):
         value = [value]
-    assert not nested_deeper_than(value, MAX_DEPTH)
-    assert nested_deeper_than([value], MAX_DEPTH)
-    assert not nested_deeper_than("scalar", MAX_DEPTH)
+    assert json_problem(value) is None
+    assert json_problem([value]) == f"nests objects or arrays more than {MAX_DEPTH} levels deep"
+    assert json_problem("scalar") is None
 
 
 @pytest.mark.parametrize(
